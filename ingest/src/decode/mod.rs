@@ -1,0 +1,368 @@
+//! Bytes of one source object into Arrow batches for the lake.
+//!
+//! Flow: [`decode_object`] gunzips when the bytes start with the gzip magic (whatever the name
+//! says), frames the content (a whole JSON document, or one JSON document per line), parses each
+//! frame with simd-json and hands it to the table's decoder ([`cloudtrail`], [`mongodb`]). Every
+//! frame that cannot become a row becomes a `rejected` row instead, with its position, reason
+//! and raw bytes; nothing is dropped silently and no input makes a decoder panic.
+
+pub mod cloudtrail;
+pub mod columns;
+pub mod json;
+pub mod mongodb;
+pub mod time;
+
+use std::io::Read;
+
+use arrow::record_batch::RecordBatch;
+use simd_json::BorrowedValue;
+use simd_json::prelude::*;
+
+use auditlake_schema as schema;
+
+use columns::{TableBuilder, table_columns};
+
+/// Atlas context of an audit object, taken from its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtlasContext {
+    pub project: Option<String>,
+    pub cluster: String,
+    pub hostname: String,
+    pub log_type: String,
+}
+
+/// What a decoder needs to know about the object it decodes.
+#[derive(Debug, Clone)]
+pub struct ObjectContext<'a> {
+    /// Where the object came from (`file://...`, `s3://...`), stored with every row.
+    pub source_uri: &'a str,
+    /// When this ingestion started, microseconds since the epoch.
+    pub ingested_at_micros: i64,
+    /// Atlas context for audit objects.
+    pub atlas: Option<AtlasContext>,
+}
+
+/// Which decoder an object's content goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// CloudTrail: a `{"Records":[...]}` log file, or one record per line.
+    CloudTrail,
+    /// MongoDB audit: one message per line, `mongo` or OCSF schema.
+    MongoAudit,
+}
+
+/// Limits that keep one object or record from taking the process down.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    /// Largest decompressed object; beyond it the object is rejected whole.
+    pub max_object_bytes: usize,
+    /// Largest single line (one record); a longer line is rejected.
+    pub max_line_bytes: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_object_bytes: 1 << 30,
+            max_line_bytes: 4 << 20,
+        }
+    }
+}
+
+/// What one object decoded into.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub cloudtrail: Option<RecordBatch>,
+    pub mongodb_audit: Option<RecordBatch>,
+    pub rejected: Option<RecordBatch>,
+    /// Set when the object was recognised as a CloudTrail digest and routed away.
+    pub digest: bool,
+    /// Bytes after decompression.
+    pub decompressed_bytes: usize,
+}
+
+impl Decoded {
+    /// Rows in each table, for counters and tests.
+    pub fn row_counts(&self) -> (usize, usize, usize) {
+        let n = |b: &Option<RecordBatch>| b.as_ref().map_or(0, RecordBatch::num_rows);
+        (
+            n(&self.cloudtrail),
+            n(&self.mongodb_audit),
+            n(&self.rejected),
+        )
+    }
+}
+
+/// Errors that stop a whole object from being decoded; everything smaller becomes a rejected row.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("building Arrow batch for {table}: {source}")]
+    Arrow {
+        table: &'static str,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+}
+
+table_columns! {
+    enum RejectCol {
+        source_uri, source_index, target_table, reason, raw, raw_size, raw_truncated, ingested_at,
+    }
+}
+
+/// Collects `rejected` rows.
+#[derive(Debug)]
+struct Rejects<'a> {
+    rows: TableBuilder,
+    ctx: &'a ObjectContext<'a>,
+    target: &'static str,
+}
+
+impl<'a> Rejects<'a> {
+    fn new(ctx: &'a ObjectContext<'a>, target: &'static str) -> Self {
+        let schema = schema::file_schema(schema::REJECTED).expect("rejected schema");
+        Rejects {
+            rows: TableBuilder::new(schema, RejectCol::NAMES),
+            ctx,
+            target,
+        }
+    }
+
+    fn push(&mut self, index: Option<i64>, reason: &str, raw: &[u8]) {
+        let truncated = raw.len() > schema::REJECTED_RAW_LIMIT;
+        let kept = &raw[..raw.len().min(schema::REJECTED_RAW_LIMIT)];
+        let r = &mut self.rows;
+        r.str(RejectCol::source_uri, Some(self.ctx.source_uri));
+        r.i64(RejectCol::source_index, index);
+        r.str(RejectCol::target_table, Some(self.target));
+        r.str(RejectCol::reason, Some(reason));
+        r.binary(RejectCol::raw, Some(kept));
+        r.i64(RejectCol::raw_size, i64::try_from(raw.len()).ok());
+        r.bool(RejectCol::raw_truncated, Some(truncated));
+        r.timestamp(RejectCol::ingested_at, Some(self.ctx.ingested_at_micros));
+        r.end_row();
+    }
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Whether bytes are gzip, by their magic number.
+pub fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&GZIP_MAGIC)
+}
+
+/// The decompressed bytes, and the error that cut the stream short, if any. What was inflated
+/// before an error is kept so that whole lines before a truncation still count.
+fn gunzip(bytes: &[u8], limit: usize) -> (Vec<u8>, Option<String>) {
+    let mut out = Vec::with_capacity(bytes.len().saturating_mul(8).min(limit));
+    let decoder = flate2::read::MultiGzDecoder::new(bytes);
+    let mut bounded = decoder.take(limit as u64 + 1);
+    match bounded.read_to_end(&mut out) {
+        Ok(_) if out.len() > limit => (
+            out,
+            Some(format!(
+                "decompressed size exceeds the {limit}-byte object limit"
+            )),
+        ),
+        Ok(_) => (out, None),
+        Err(e) => (
+            out,
+            Some(format!("gzip stream is corrupt or truncated: {e}")),
+        ),
+    }
+}
+
+/// Decodes one object's bytes; see the module documentation.
+pub fn decode_object(
+    format: Format,
+    bytes: &[u8],
+    ctx: &ObjectContext<'_>,
+    limits: DecodeLimits,
+) -> Result<Decoded, DecodeError> {
+    let target = match format {
+        Format::CloudTrail => schema::CLOUDTRAIL,
+        Format::MongoAudit => schema::MONGODB_AUDIT,
+    };
+    let mut rejects = Rejects::new(ctx, target);
+    let mut out = Decoded::default();
+
+    let (mut content, gzip_error) = if is_gzip(bytes) {
+        gunzip(bytes, limits.max_object_bytes)
+    } else if bytes.len() > limits.max_object_bytes {
+        (
+            Vec::new(),
+            Some(format!(
+                "object exceeds the {}-byte limit",
+                limits.max_object_bytes
+            )),
+        )
+    } else {
+        (bytes.to_vec(), None)
+    };
+    out.decompressed_bytes = content.len();
+
+    // After a decompression error only whole lines are trusted; the rest is rejected whole.
+    if let Some(reason) = gzip_error {
+        let keep = if content.len() > limits.max_object_bytes {
+            0
+        } else {
+            content[..]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+        };
+        let tail = content.split_off(keep);
+        let raw = if tail.is_empty() { bytes } else { &tail[..] };
+        rejects.push(None, &reason, raw);
+    }
+
+    let mut rows = match format {
+        Format::CloudTrail => cloudtrail::builder(),
+        Format::MongoAudit => mongodb::builder(),
+    };
+    match format {
+        Format::CloudTrail => {
+            decode_cloudtrail(&mut content, ctx, limits, &mut rows, &mut rejects, &mut out)
+        }
+        Format::MongoAudit => for_each_line(
+            &mut content,
+            limits,
+            &mut rejects,
+            |value, index, rejects, raw| match mongodb::classify(value) {
+                Ok(audit_schema) => mongodb::append(&mut rows, value, audit_schema, index, ctx),
+                Err(reason) => rejects.push(Some(index), reason, raw),
+            },
+        ),
+    }
+
+    let finish =
+        |b: &mut TableBuilder, table: &'static str| -> Result<Option<RecordBatch>, DecodeError> {
+            if b.is_empty() {
+                return Ok(None);
+            }
+            b.finish()
+                .map(Some)
+                .map_err(|source| DecodeError::Arrow { table, source })
+        };
+    match format {
+        Format::CloudTrail => out.cloudtrail = finish(&mut rows, schema::CLOUDTRAIL)?,
+        Format::MongoAudit => out.mongodb_audit = finish(&mut rows, schema::MONGODB_AUDIT)?,
+    }
+    out.rejected = finish(&mut rejects.rows, schema::REJECTED)?;
+    Ok(out)
+}
+
+/// Frames CloudTrail content: a whole document (a log file, a digest, or one record), or one
+/// record per line (CloudWatch Logs exports, NDJSON dumps).
+fn decode_cloudtrail(
+    content: &mut [u8],
+    ctx: &ObjectContext<'_>,
+    limits: DecodeLimits,
+    rows: &mut TableBuilder,
+    rejects: &mut Rejects<'_>,
+    out: &mut Decoded,
+) {
+    if looks_line_delimited(content) {
+        for_each_line(content, limits, rejects, |value, index, rejects, raw| {
+            match cloudtrail::not_a_record(value) {
+                None => cloudtrail::append(rows, value, index, ctx),
+                Some(reason) => rejects.push(Some(index), reason, raw),
+            }
+        });
+        return;
+    }
+    let raw_copy_len = content.len().min(schema::REJECTED_RAW_LIMIT + 1);
+    let raw_head = content[..raw_copy_len].to_vec();
+    if content.iter().all(u8::is_ascii_whitespace) {
+        return;
+    }
+    let mut document = match simd_json::to_borrowed_value(content) {
+        Ok(d) => d,
+        Err(e) => {
+            rejects.push(None, &format!("invalid JSON document: {e}"), &raw_head);
+            return;
+        }
+    };
+    if cloudtrail::is_digest(&document) {
+        out.digest = true;
+        return;
+    }
+    let records = document.get_mut("Records").and_then(|r| r.as_array_mut());
+    match records {
+        Some(records) => {
+            for (index, record) in records.iter_mut().enumerate() {
+                let index = index as i64;
+                match cloudtrail::not_a_record(record) {
+                    None => cloudtrail::append(rows, record, index, ctx),
+                    Some(reason) => rejects.push(Some(index), reason, record.encode().as_bytes()),
+                }
+            }
+        }
+        None => match cloudtrail::not_a_record(&document) {
+            None => cloudtrail::append(rows, &mut document, 0, ctx),
+            Some(reason) => rejects.push(None, reason, &raw_head),
+        },
+    }
+}
+
+/// Whether content holds one JSON document per line: true when its first line alone parses.
+fn looks_line_delimited(content: &[u8]) -> bool {
+    let start = content
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(content.len());
+    let rest = &content[start..];
+    let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    let first = &rest[..end];
+    if rest[end..].iter().all(u8::is_ascii_whitespace) {
+        return false;
+    }
+    let mut probe = first.to_vec();
+    simd_json::to_borrowed_value(&mut probe).is_ok()
+}
+
+/// Calls `row` for each line that parses as JSON (with its 1-based line number and raw bytes);
+/// rejects the lines that do not, and those over the line limit. Blank lines are skipped.
+fn for_each_line<F>(content: &mut [u8], limits: DecodeLimits, rejects: &mut Rejects<'_>, mut row: F)
+where
+    F: FnMut(&mut BorrowedValue<'_>, i64, &mut Rejects<'_>, &[u8]),
+{
+    let mut scratch: Vec<u8> = Vec::new();
+    for (number, line) in content.split_mut(|&b| b == b'\n').enumerate() {
+        let number = number as i64 + 1;
+        let line = trim_line(line);
+        if line.is_empty() {
+            continue;
+        }
+        if line.len() > limits.max_line_bytes {
+            let reason = format!(
+                "line of {} bytes exceeds the {}-byte record limit",
+                line.len(),
+                limits.max_line_bytes
+            );
+            rejects.push(Some(number), &reason, line);
+            continue;
+        }
+        // simd-json parses in place; keep the original bytes for a possible reject.
+        scratch.clear();
+        scratch.extend_from_slice(line);
+        match simd_json::to_borrowed_value(line) {
+            Ok(mut value) => row(&mut value, number, rejects, &scratch),
+            Err(e) => rejects.push(Some(number), &format!("invalid JSON: {e}"), &scratch),
+        }
+    }
+}
+
+fn trim_line(line: &mut [u8]) -> &mut [u8] {
+    let end = line
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    let start = line[..end]
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(end);
+    &mut line[start..end]
+}

@@ -1,0 +1,332 @@
+//! MongoDB audit messages into `mongodb_audit` rows.
+//!
+//! Two schemas land in the one table: the classic `mongo` schema (`atype`, `ts`, `users`, `param`,
+//! ...) and MongoDB 8's OCSF schema (`class_uid`, `time`, `actor`, `src_endpoint`, ...); the
+//! `audit_schema` column says which. Extended JSON is read where MongoDB writes it (`$date`,
+//! `$numberLong`, `$binary`). Where an IP address belongs but the text is not one, the typed
+//! `*_ip` column stays null and `*_ip_text` keeps the text. Unknown top-level fields go to
+//! `unmapped`.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use simd_json::BorrowedValue;
+use simd_json::prelude::*;
+
+use auditlake_schema as schema;
+
+use super::ObjectContext;
+use super::columns::{TableBuilder, table_columns};
+use super::json::{boolean, get, integer, json_text, path, text};
+use super::time::{from_epoch_millis, parse_text};
+
+table_columns! {
+    pub enum Col {
+        ts, atype, result, user, user_db, users, roles, mechanism, remote_ip, remote_ip_text,
+        remote_port, local_ip, local_ip_text, local_port, is_system_user, conn_uuid, ns, command,
+        param, app_name, driver, audit_schema, project, cluster, hostname, log_type, unmapped,
+        source_uri, source_index, ingested_at, decode_note,
+    }
+}
+
+const MONGO_FIELDS: &[&str] = &[
+    "atype", "ts", "uuid", "local", "remote", "users", "roles", "param", "result",
+];
+const OCSF_FIELDS: &[&str] = &[
+    "activity_id",
+    "category_uid",
+    "class_uid",
+    "time",
+    "severity_id",
+    "type_uid",
+    "metadata",
+    "actor",
+    "src_endpoint",
+    "dst_endpoint",
+    "direct_endpoint",
+    "api",
+    "auth_protocol",
+    "status_id",
+];
+
+/// A new builder for the `mongodb_audit` table.
+pub fn builder() -> TableBuilder {
+    let schema = schema::file_schema(schema::MONGODB_AUDIT).expect("mongodb_audit schema");
+    TableBuilder::new(schema, Col::NAMES)
+}
+
+/// Which audit schema a message is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditSchema {
+    Mongo,
+    Ocsf,
+}
+
+/// The schema of a message, or why it is not an audit message.
+pub fn classify(message: &BorrowedValue<'_>) -> Result<AuditSchema, &'static str> {
+    let object = message
+        .as_object()
+        .ok_or("a MongoDB audit message must be a JSON object")?;
+    if object.contains_key("atype") {
+        Ok(AuditSchema::Mongo)
+    } else if object.contains_key("class_uid") || object.contains_key("type_uid") {
+        Ok(AuditSchema::Ocsf)
+    } else {
+        Err("not a MongoDB audit message: no atype (mongo schema) or class_uid (OCSF schema)")
+    }
+}
+
+/// An endpoint as the typed IP, the text as written, the port and the system-user flag.
+#[derive(Debug, Default)]
+struct Endpoint<'v> {
+    ip: Option<String>,
+    text: Option<Cow<'v, str>>,
+    port: Option<i32>,
+    system_user: Option<bool>,
+}
+
+fn endpoint<'v>(value: Option<&'v BorrowedValue<'_>>) -> Endpoint<'v> {
+    let text_ip = text(get(value, "ip"));
+    let unix = text(get(value, "unix")).map(|path| Cow::Owned(format!("unix:{path}")));
+    Endpoint {
+        ip: text_ip
+            .as_deref()
+            .and_then(|t| t.parse::<IpAddr>().ok())
+            .map(|ip| ip.to_string()),
+        text: text_ip.or(unix),
+        port: integer(get(value, "port")).and_then(|p| i32::try_from(p).ok()),
+        system_user: boolean(get(value, "isSystemUser")),
+    }
+}
+
+/// `name@db` for each `{<name_key>: .., db: ..}` in a list.
+fn qualified_names(list: Option<&BorrowedValue<'_>>, name_key: &str) -> Vec<String> {
+    list.and_then(|l| l.as_array())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| {
+                    let name = text(get(Some(item), name_key))?;
+                    Some(match text(get(Some(item), "db")) {
+                        Some(db) => format!("{name}@{db}"),
+                        None => name.into_owned(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The connection UUID from legacy `{$binary, $type}`, canonical `{$binary:{base64, subType}}`,
+/// `{$uuid}`, or plain text.
+fn connection_uuid(value: Option<&BorrowedValue<'_>>) -> Option<String> {
+    let value = value?;
+    if let Some(s) = value.as_str() {
+        return Some(s.to_owned());
+    }
+    if let Some(s) = text(get(Some(value), "$uuid")) {
+        return Some(s.into_owned());
+    }
+    let binary = get(Some(value), "$binary")?;
+    let base64 = text(Some(binary)).or_else(|| text(get(Some(binary), "base64")))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(base64.as_bytes())
+        .ok()?;
+    match uuid::Uuid::from_slice(&bytes) {
+        Ok(id) => Some(id.hyphenated().to_string()),
+        Err(_) => Some(base64.into_owned()),
+    }
+}
+
+/// `ts` as MongoDB writes it: `{$date: "<ISO-8601>"}`, `{$date: {$numberLong: "<ms>"}}`,
+/// `{$date: <ms>}`, or a bare string.
+fn mongo_ts(value: Option<&BorrowedValue<'_>>, notes: &mut Vec<String>) -> Option<i64> {
+    let date = get(value, "$date").or(value);
+    let millis = get(date, "$numberLong").or(date);
+    match millis {
+        Some(BorrowedValue::String(s)) if get(date, "$numberLong").is_some() => {
+            s.parse::<i64>().ok().and_then(from_epoch_millis)
+        }
+        Some(BorrowedValue::String(s)) => {
+            let t = parse_text("ts", s);
+            notes.extend(t.note);
+            t.micros
+        }
+        Some(v) => match integer(Some(v)) {
+            Some(ms) => from_epoch_millis(ms),
+            None => {
+                notes.push("ts missing or not a time; left null".to_owned());
+                None
+            }
+        },
+        None => {
+            notes.push("ts missing; left null".to_owned());
+            None
+        }
+    }
+}
+
+fn client_app(param: Option<&BorrowedValue<'_>>) -> (Option<String>, Option<String>) {
+    let metadata = get(param, "clientMetadata");
+    let app = text(get(get(metadata, "application"), "name")).map(Cow::into_owned);
+    let driver = get(metadata, "driver");
+    let driver = match (text(get(driver, "name")), text(get(driver, "version"))) {
+        (Some(name), Some(version)) => Some(format!("{name} {version}")),
+        (Some(name), None) => Some(name.into_owned()),
+        _ => None,
+    };
+    (app, driver)
+}
+
+fn unmapped_fields(message: &BorrowedValue<'_>, known: &[&str]) -> Option<String> {
+    let object = message.as_object()?;
+    let mut rest = simd_json::borrowed::Object::default();
+    for (key, value) in object.iter() {
+        if !known.contains(&key.as_ref()) {
+            rest.insert(key.clone(), value.clone());
+        }
+    }
+    (!rest.is_empty()).then(|| BorrowedValue::Object(Box::new(rest)).encode())
+}
+
+/// Appends one audit message (classified with [`classify`] first) as a row.
+pub fn append(
+    rows: &mut TableBuilder,
+    message: &BorrowedValue<'_>,
+    schema: AuditSchema,
+    index: i64,
+    ctx: &ObjectContext<'_>,
+) {
+    match schema {
+        AuditSchema::Mongo => append_mongo(rows, message),
+        AuditSchema::Ocsf => append_ocsf(rows, message),
+    }
+    if let Some(atlas) = &ctx.atlas {
+        rows.str(Col::project, atlas.project.as_deref());
+        rows.str(Col::cluster, Some(&atlas.cluster));
+        rows.str(Col::hostname, Some(&atlas.hostname));
+        rows.str(Col::log_type, Some(&atlas.log_type));
+    }
+    rows.str(Col::source_uri, Some(ctx.source_uri));
+    rows.i64(Col::source_index, Some(index));
+    rows.timestamp(Col::ingested_at, Some(ctx.ingested_at_micros));
+    rows.end_row();
+}
+
+fn set_endpoints(rows: &mut TableBuilder, remote: &Endpoint<'_>, local: &Endpoint<'_>) {
+    rows.str(Col::remote_ip, remote.ip.as_deref());
+    rows.str(Col::remote_ip_text, remote.text.as_deref());
+    rows.i32(Col::remote_port, remote.port);
+    rows.str(Col::local_ip, local.ip.as_deref());
+    rows.str(Col::local_ip_text, local.text.as_deref());
+    rows.i32(Col::local_port, local.port);
+}
+
+fn append_mongo(rows: &mut TableBuilder, m: &BorrowedValue<'_>) {
+    let m = Some(m);
+    let mut notes = Vec::new();
+    let ts = mongo_ts(get(m, "ts"), &mut notes);
+    let atype = text(get(m, "atype"));
+    let param = get(m, "param");
+    let users = qualified_names(get(m, "users"), "user");
+    let roles = qualified_names(get(m, "roles"), "role");
+    let first_user = get(m, "users")
+        .and_then(|u| u.as_array())
+        .and_then(|u| u.first());
+    // A failed authenticate has no `users`: the user it tried is in `param`.
+    let (user, user_db) = match first_user {
+        Some(u) => (text(get(Some(u), "user")), text(get(Some(u), "db"))),
+        None if atype.as_deref() == Some("authenticate") => {
+            (text(get(param, "user")), text(get(param, "db")))
+        }
+        None => (None, None),
+    };
+    let remote = endpoint(get(m, "remote"));
+    let local = endpoint(get(m, "local"));
+    let (app, driver) = client_app(param);
+    let ns = text(get(param, "ns")).or_else(|| text(get(param, "db")));
+
+    rows.timestamp(Col::ts, ts);
+    rows.str(Col::atype, atype.as_deref());
+    rows.i32(
+        Col::result,
+        integer(get(m, "result")).and_then(|r| i32::try_from(r).ok()),
+    );
+    rows.str(Col::user, user.as_deref());
+    rows.str(Col::user_db, user_db.as_deref());
+    rows.str_list(Col::users, users.iter().map(String::as_str));
+    rows.str_list(Col::roles, roles.iter().map(String::as_str));
+    rows.str(Col::mechanism, text(get(param, "mechanism")).as_deref());
+    set_endpoints(rows, &remote, &local);
+    rows.bool(
+        Col::is_system_user,
+        local.system_user.or(remote.system_user),
+    );
+    rows.str(Col::conn_uuid, connection_uuid(get(m, "uuid")).as_deref());
+    rows.str(Col::ns, ns.as_deref());
+    rows.str(Col::command, text(get(param, "command")).as_deref());
+    rows.str(Col::param, json_text(param).as_deref());
+    rows.str(Col::app_name, app.as_deref());
+    rows.str(Col::driver, driver.as_deref());
+    rows.str(Col::audit_schema, Some("mongo"));
+    rows.str(
+        Col::unmapped,
+        m.and_then(|m| unmapped_fields(m, MONGO_FIELDS)).as_deref(),
+    );
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
+    rows.str(Col::decode_note, note.as_deref());
+}
+
+fn append_ocsf(rows: &mut TableBuilder, m: &BorrowedValue<'_>) {
+    let mut notes = Vec::new();
+    let ts = match integer(path(m, &["time"])) {
+        Some(ms) => from_epoch_millis(ms),
+        None => {
+            notes.push("time missing or not epoch milliseconds; left null".to_owned());
+            None
+        }
+    };
+    let atype = text(path(m, &["unmapped", "atype"]))
+        .or_else(|| text(path(m, &["api", "operation"])))
+        .or_else(|| text(path(m, &["type_uid"])).map(|t| Cow::Owned(format!("ocsf:{t}"))));
+    // OCSF names the actor `db.user`; the database never contains a dot, the user may.
+    let actor = text(path(m, &["actor", "user", "name"]));
+    let (user_db, user) = match actor.as_deref().and_then(|a| a.split_once('.')) {
+        Some((db, user)) => (Some(db.to_owned()), Some(user.to_owned())),
+        None => (None, actor.as_deref().map(str::to_owned)),
+    };
+    let roles = qualified_names(path(m, &["actor", "user", "groups"]), "name");
+    let remote = endpoint(path(m, &["src_endpoint"]));
+    let local = endpoint(path(m, &["dst_endpoint"]));
+    let unmapped = path(m, &["unmapped"]);
+    let param = get(unmapped, "param").or_else(|| path(m, &["api", "request", "data"]));
+    let (app, driver) = client_app(param);
+    let result = integer(get(unmapped, "result"))
+        .or_else(|| integer(path(m, &["status_code"])))
+        .and_then(|r| i32::try_from(r).ok());
+
+    rows.timestamp(Col::ts, ts);
+    rows.str(Col::atype, atype.as_deref());
+    rows.i32(Col::result, result);
+    rows.str(Col::user, user.as_deref());
+    rows.str(Col::user_db, user_db.as_deref());
+    let users: Vec<String> = match (&user, &user_db) {
+        (Some(u), Some(db)) => vec![format!("{u}@{db}")],
+        (Some(u), None) => vec![u.clone()],
+        _ => Vec::new(),
+    };
+    rows.str_list(Col::users, users.iter().map(String::as_str));
+    rows.str_list(Col::roles, roles.iter().map(String::as_str));
+    rows.str(Col::mechanism, text(path(m, &["auth_protocol"])).as_deref());
+    set_endpoints(rows, &remote, &local);
+    rows.str(Col::ns, text(get(param, "ns")).as_deref());
+    rows.str(Col::command, text(get(param, "command")).as_deref());
+    rows.str(Col::param, json_text(param).as_deref());
+    rows.str(Col::app_name, app.as_deref());
+    rows.str(Col::driver, driver.as_deref());
+    rows.str(Col::audit_schema, Some("ocsf"));
+    rows.str(Col::unmapped, unmapped_fields(m, OCSF_FIELDS).as_deref());
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
+    rows.str(Col::decode_note, note.as_deref());
+}

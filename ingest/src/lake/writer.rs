@@ -1,0 +1,200 @@
+//! Writes one object's batch of a table into partitioned, sorted Parquet files.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, TimestampMicrosecondArray, UInt32Array};
+use arrow::compute::{SortOptions, sort_to_indices, take_record_batch};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use auditlake_schema::{self as schema, Partition};
+
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Lake write failures, each naming the file or table concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("table {table} has no time column {column} of timestamp type")]
+    NoTimeColumn { table: String, column: String },
+    #[error("partitioning rows of {table}: {source}")]
+    Arrow {
+        table: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    #[error("writing Parquet file {path}: {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> WriteError + 'a {
+    move |source| WriteError::Io {
+        action,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A file written to the lake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// Path relative to the lake root.
+    pub relative_path: String,
+    pub rows: usize,
+}
+
+/// Writes batches into a local lake root; see the module documentation of [`crate::lake`].
+#[derive(Debug, Clone)]
+pub struct LakeWriter {
+    root: PathBuf,
+}
+
+impl LakeWriter {
+    /// A writer under `root`, creating the folder of every table.
+    pub fn create(root: &Path) -> Result<Self, WriteError> {
+        for table in schema::TABLES {
+            let dir = root.join(table);
+            std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+        }
+        Ok(LakeWriter {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// The lake root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Writes `batch` of `table` as one file per partition, named `<stem>.parquet`, rows sorted by
+    /// time; rows without a time go to the partition of `fallback_micros`.
+    pub fn write(
+        &self,
+        table: &str,
+        batch: &RecordBatch,
+        stem: &str,
+        fallback_micros: i64,
+    ) -> Result<Vec<WrittenFile>, WriteError> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let column = schema::time_column(table).unwrap_or_default();
+        let times = batch
+            .column_by_name(column)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+            .ok_or_else(|| WriteError::NoTimeColumn {
+                table: table.to_owned(),
+                column: column.to_owned(),
+            })?;
+        let arrow_err = |source| WriteError::Arrow {
+            table: table.to_owned(),
+            source,
+        };
+
+        let mut partitions: BTreeMap<Partition, Vec<u32>> = BTreeMap::new();
+        for row in 0..times.len() {
+            let micros = if times.is_null(row) {
+                fallback_micros
+            } else {
+                times.value(row)
+            };
+            partitions
+                .entry(Partition::of_micros(micros))
+                .or_default()
+                .push(row as u32);
+        }
+
+        let mut written = Vec::with_capacity(partitions.len());
+        for (partition, rows) in partitions {
+            let part = take_record_batch(batch, &UInt32Array::from(rows)).map_err(arrow_err)?;
+            let time_index = part.schema().index_of(column).map_err(arrow_err)?;
+            let order = sort_to_indices(
+                part.column(time_index),
+                Some(SortOptions {
+                    descending: false,
+                    nulls_first: true,
+                }),
+                None,
+            )
+            .map_err(arrow_err)?;
+            let sorted = take_record_batch(&part, &order).map_err(arrow_err)?;
+            let relative = format!("{table}/{}/{stem}.parquet", partition.path());
+            self.write_file(&relative, &sorted, time_index)?;
+            written.push(WrittenFile {
+                relative_path: relative,
+                rows: sorted.num_rows(),
+            });
+        }
+        Ok(written)
+    }
+
+    fn write_file(
+        &self,
+        relative: &str,
+        batch: &RecordBatch,
+        time_index: usize,
+    ) -> Result<(), WriteError> {
+        let path = self.root.join(relative);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = dir.join(format!(".{file_name}.tmp"));
+
+        let file = File::create(&temp).map_err(io("creating", &temp))?;
+        let parquet_err = |source| WriteError::Parquet {
+            path: temp.display().to_string(),
+            source,
+        };
+        let mut writer =
+            ArrowWriter::try_new(file, batch.schema(), Some(properties(batch, time_index)))
+                .map_err(parquet_err)?;
+        writer.write(batch).map_err(parquet_err)?;
+        let file = writer.into_inner().map_err(parquet_err)?;
+        file.sync_all().map_err(io("syncing", &temp))?;
+        drop(file);
+        std::fs::rename(&temp, &path).map_err(io("renaming into place", &path))?;
+        // The rename is durable only once the directory entry is.
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("syncing folder", &dir))?;
+        Ok(())
+    }
+}
+
+fn properties(batch: &RecordBatch, time_index: usize) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: time_index as i32,
+            descending: false,
+            nulls_first: true,
+        }]));
+    // Point look-ups by id otherwise scan every row group.
+    for id_column in ["event_id", "conn_uuid"] {
+        if batch.schema().column_with_name(id_column).is_some() {
+            builder = builder.set_column_bloom_filter_enabled(id_column.into(), true);
+        }
+    }
+    builder.build()
+}

@@ -1,0 +1,319 @@
+//! What has been ingested: the checkpoint that makes ingestion exactly-once.
+//!
+//! One redb database holds two tables: `objects` (source URI → the version ingested and what it
+//! produced) and `cloudtrail_event_ids` (event id → the URI of the object whose row holds it).
+//! The pipeline writes an object's Parquet files first and only then calls [`Ledger::commit`],
+//! which records the object and its event ids in one transaction; a crash before the commit
+//! leaves the object unrecorded, so it is processed again and its deterministic file names
+//! replace what the first attempt wrote.
+//!
+//! CloudTrail delivers some events twice. [`Ledger::claim_event_ids`] decides which object keeps
+//! each event id: the first to claim it, in memory while objects are in flight, and durably once
+//! committed. An object re-processed keeps the ids it already owns, so a redo is identical.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+const EVENT_IDS: TableDefinition<&str, &str> = TableDefinition::new("cloudtrail_event_ids");
+
+/// What the ledger remembers of one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectEntry {
+    /// The version of the object that was processed.
+    pub version: String,
+    /// The object kind label (`cloudtrail`, `atlas_audit`, `unrecognized`, ...).
+    pub kind: String,
+    /// Whether its records went to the lake, it was set aside, or it failed.
+    pub status: ObjectStatus,
+    /// Rows written per table.
+    pub cloudtrail_rows: u64,
+    pub mongodb_audit_rows: u64,
+    pub rejected_rows: u64,
+    /// CloudTrail records dropped because another object holds the same event id.
+    pub duplicate_events: u64,
+    /// Bytes read from the source.
+    pub bytes: u64,
+    /// Lake files written, relative to the lake root.
+    pub files: Vec<String>,
+}
+
+/// Outcome recorded for an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectStatus {
+    Ingested,
+    Skipped,
+    /// Given up on after repeated errors; `kind` holds the error kind. Retried when it changes.
+    Failed,
+}
+
+/// Ledger failures, each naming what was attempted.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("opening ledger {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: redb::Error,
+    },
+    #[error("{action} in the ledger: {source}")]
+    Store {
+        action: &'static str,
+        #[source]
+        source: redb::Error,
+    },
+    #[error("ledger entry for {uri} is unreadable: {source}")]
+    Corrupt {
+        uri: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn store(action: &'static str) -> impl Fn(redb::Error) -> LedgerError {
+    move |source| LedgerError::Store { action, source }
+}
+
+/// The ingestion checkpoint; see the module documentation.
+#[derive(Debug)]
+pub struct Ledger {
+    db: Database,
+    /// Event ids claimed by objects still in flight: id → object URI.
+    pending: Mutex<HashMap<String, String>>,
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger file.
+    pub fn open(path: &Path) -> Result<Self, LedgerError> {
+        let db = Database::create(path).map_err(|e| LedgerError::Open {
+            path: path.display().to_string(),
+            source: e.into(),
+        })?;
+        let tx = db
+            .begin_write()
+            .map_err(|e| store("creating tables")(e.into()))?;
+        tx.open_table(OBJECTS)
+            .map_err(|e| store("creating tables")(e.into()))?;
+        tx.open_table(EVENT_IDS)
+            .map_err(|e| store("creating tables")(e.into()))?;
+        tx.commit()
+            .map_err(|e| store("creating tables")(e.into()))?;
+        Ok(Ledger {
+            db,
+            pending: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The listed objects whose current version the ledger has not recorded.
+    pub fn unrecorded<'o, T>(
+        &self,
+        objects: &'o [T],
+        uri_version: impl Fn(&T) -> (&str, &str),
+    ) -> Result<Vec<&'o T>, LedgerError> {
+        let action = "reading object entries";
+        let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
+        let table = tx
+            .open_table(OBJECTS)
+            .map_err(|e| store(action)(e.into()))?;
+        let mut fresh = Vec::new();
+        for object in objects {
+            let (uri, version) = uri_version(object);
+            let current = match table.get(uri).map_err(|e| store(action)(e.into()))? {
+                Some(bytes) => {
+                    let entry: ObjectEntry =
+                        serde_json::from_slice(bytes.value()).map_err(|source| {
+                            LedgerError::Corrupt {
+                                uri: uri.to_owned(),
+                                source,
+                            }
+                        })?;
+                    entry.version == version
+                }
+                None => false,
+            };
+            if !current {
+                fresh.push(object);
+            }
+        }
+        Ok(fresh)
+    }
+
+    /// Decides, for each event id of object `uri` in order, whether this object keeps it
+    /// (`true`) or another object already holds it (`false`). A later duplicate within the same
+    /// object is also `false`. Rows without an id are always kept.
+    pub fn claim_event_ids(
+        &self,
+        uri: &str,
+        ids: &[Option<&str>],
+    ) -> Result<Vec<bool>, LedgerError> {
+        let action = "claiming event ids";
+        let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
+        let table = tx
+            .open_table(EVENT_IDS)
+            .map_err(|e| store(action)(e.into()))?;
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen_here: HashSet<&str> = HashSet::with_capacity(ids.len());
+        let mut keep = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(id) = *id else {
+                keep.push(true);
+                continue;
+            };
+            if !seen_here.insert(id) {
+                keep.push(false);
+                continue;
+            }
+            let committed_owner = table.get(id).map_err(|e| store(action)(e.into()))?;
+            let owner_is_other = match committed_owner {
+                Some(owner) => owner.value() != uri,
+                None => pending.get(id).is_some_and(|owner| owner != uri),
+            };
+            if !owner_is_other {
+                pending.insert(id.to_owned(), uri.to_owned());
+            }
+            keep.push(!owner_is_other);
+        }
+        Ok(keep)
+    }
+
+    /// Records object `uri` and the event ids its rows hold, atomically. Call only after the
+    /// files listed in `entry` are durable.
+    pub fn commit(
+        &self,
+        uri: &str,
+        entry: &ObjectEntry,
+        event_ids: &[&str],
+    ) -> Result<(), LedgerError> {
+        let action = "committing an object";
+        let bytes = serde_json::to_vec(entry).map_err(|source| LedgerError::Corrupt {
+            uri: uri.to_owned(),
+            source,
+        })?;
+        let tx = self.db.begin_write().map_err(|e| store(action)(e.into()))?;
+        {
+            let mut objects = tx
+                .open_table(OBJECTS)
+                .map_err(|e| store(action)(e.into()))?;
+            objects
+                .insert(uri, bytes.as_slice())
+                .map_err(|e| store(action)(e.into()))?;
+            let mut ids = tx
+                .open_table(EVENT_IDS)
+                .map_err(|e| store(action)(e.into()))?;
+            for id in event_ids {
+                ids.insert(*id, uri).map_err(|e| store(action)(e.into()))?;
+            }
+        }
+        tx.commit().map_err(|e| store(action)(e.into()))?;
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for id in event_ids {
+            pending.remove(*id);
+        }
+        Ok(())
+    }
+
+    /// Every recorded object, by URI.
+    pub fn entries(&self) -> Result<Vec<(String, ObjectEntry)>, LedgerError> {
+        let action = "listing object entries";
+        let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
+        let table = tx
+            .open_table(OBJECTS)
+            .map_err(|e| store(action)(e.into()))?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| store(action)(e.into()))? {
+            let (key, value) = item.map_err(|e| store(action)(e.into()))?;
+            let uri = key.value().to_owned();
+            let entry =
+                serde_json::from_slice(value.value()).map_err(|source| LedgerError::Corrupt {
+                    uri: uri.clone(),
+                    source,
+                })?;
+            out.push((uri, entry));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(version: &str) -> ObjectEntry {
+        ObjectEntry {
+            version: version.into(),
+            kind: "cloudtrail".into(),
+            status: ObjectStatus::Ingested,
+            cloudtrail_rows: 1,
+            mongodb_audit_rows: 0,
+            rejected_rows: 0,
+            duplicate_events: 0,
+            bytes: 10,
+            files: vec![],
+        }
+    }
+
+    #[test]
+    fn first_claimer_keeps_an_event_id_and_a_redo_keeps_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = Ledger::open(&dir.path().join("ledger.redb")).expect("open");
+        let keep_a = ledger
+            .claim_event_ids("a", &[Some("e1"), Some("e2"), Some("e1"), None])
+            .expect("claim");
+        assert_eq!(keep_a, [true, true, false, true]);
+        // In flight: b loses e2 to a.
+        assert_eq!(
+            ledger
+                .claim_event_ids("b", &[Some("e2"), Some("e3")])
+                .expect("claim"),
+            [false, true]
+        );
+        ledger
+            .commit("a", &entry("v1"), &["e1", "e2"])
+            .expect("commit");
+        // After commit: still a's, and a redo of a keeps them.
+        assert_eq!(
+            ledger.claim_event_ids("b", &[Some("e1")]).expect("claim"),
+            [false]
+        );
+        assert_eq!(
+            ledger
+                .claim_event_ids("a", &[Some("e1"), Some("e2")])
+                .expect("claim"),
+            [true, true]
+        );
+    }
+
+    #[test]
+    fn unrecorded_compares_versions_and_survives_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ledger.redb");
+        {
+            let ledger = Ledger::open(&path).expect("open");
+            ledger.commit("a", &entry("v1"), &["e1"]).expect("commit");
+        }
+        let ledger = Ledger::open(&path).expect("reopen");
+        let listed = [("a", "v1"), ("a2", "v1")];
+        let fresh = ledger
+            .unrecorded(&listed, |o| (o.0, o.1))
+            .expect("unrecorded");
+        assert_eq!(fresh, [&("a2", "v1")]);
+        let changed = [("a", "v2")];
+        assert_eq!(
+            ledger
+                .unrecorded(&changed, |o| (o.0, o.1))
+                .expect("unrecorded")
+                .len(),
+            1
+        );
+        assert_eq!(
+            ledger.claim_event_ids("b", &[Some("e1")]).expect("claim"),
+            [false]
+        );
+        assert_eq!(ledger.entries().expect("entries").len(), 1);
+    }
+}

@@ -1,0 +1,5 @@
+//! The `auditlake` binary; everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    auditlake_ingest::cli::main()
+}

@@ -1,0 +1,441 @@
+//! From listed objects to committed lake files.
+//!
+//! For each source scan: list → keep objects the ledger has not recorded in this version →
+//! up to `concurrency` objects at once: classify the key, fetch the bytes, then on a blocking
+//! thread decode, drop CloudTrail events another object already holds, write the Parquet files
+//! (durable on return) and only then commit the object to the ledger. An object that fails is
+//! retried on later scans, and recorded as failed after [`MAX_ATTEMPTS`] tries so that one bad
+//! object cannot stall the others.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, BooleanArray, StringArray};
+use arrow::compute::filter_record_batch;
+use arrow::record_batch::RecordBatch;
+use futures::StreamExt;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use auditlake_schema as schema;
+
+use crate::decode::{self, DecodeLimits, Decoded, ObjectContext};
+use crate::lake::{self, writer::LakeWriter};
+use crate::ledger::{Ledger, LedgerError, ObjectEntry, ObjectStatus};
+use crate::source::layout::{self, ObjectKind};
+use crate::source::{LogSource, SourceError, SourceObject};
+
+/// Tries before an object is recorded as failed.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// Why one object could not be ingested (this attempt).
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error(transparent)]
+    Fetch(#[from] SourceError),
+    #[error("decoding {uri}: {source}")]
+    Decode {
+        uri: String,
+        #[source]
+        source: decode::DecodeError,
+    },
+    #[error("writing lake files for {uri}: {source}")]
+    Write {
+        uri: String,
+        #[source]
+        source: lake::writer::WriteError,
+    },
+    #[error("dropping duplicate events of {uri}: {source}")]
+    Dedupe {
+        uri: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("worker task for {uri} ended abnormally: {message}")]
+    Task { uri: String, message: String },
+}
+
+impl ObjectError {
+    /// A short, stable label for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ObjectError::Fetch(_) => "fetch",
+            ObjectError::Decode { .. } => "decode",
+            ObjectError::Write { .. } => "write",
+            ObjectError::Dedupe { .. } => "dedupe",
+            ObjectError::Ledger(_) => "ledger",
+            ObjectError::Task { .. } => "task",
+        }
+    }
+}
+
+/// Failures that stop a whole scan.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("source {source_name}: {error}")]
+    List {
+        source_name: String,
+        #[source]
+        error: SourceError,
+    },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// Counters of this process, for status and metrics.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub scans: AtomicU64,
+    pub objects_ingested: AtomicU64,
+    pub objects_skipped: AtomicU64,
+    pub objects_failed: AtomicU64,
+    pub object_errors: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub cloudtrail_rows: AtomicU64,
+    pub mongodb_audit_rows: AtomicU64,
+    pub rejected_rows: AtomicU64,
+    pub duplicate_events: AtomicU64,
+    pub digests: AtomicU64,
+    /// True after a scan that found nothing new, nothing unsettled and no failure.
+    pub idle: AtomicBool,
+}
+
+/// What one scan of one source did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ScanReport {
+    pub listed: usize,
+    pub processed: usize,
+    pub failed: usize,
+    pub unsettled: usize,
+}
+
+/// The ingest pipeline; see the module documentation.
+#[derive(Debug)]
+pub struct Pipeline {
+    ledger: Arc<Ledger>,
+    writer: LakeWriter,
+    limits: DecodeLimits,
+    concurrency: usize,
+    stats: Arc<IngestStats>,
+    attempts: Mutex<HashMap<String, u32>>,
+}
+
+/// What processing one object produced, before the ledger commit.
+struct Outcome {
+    entry: ObjectEntry,
+    event_ids: Vec<String>,
+    digest: bool,
+}
+
+impl Pipeline {
+    pub fn new(
+        ledger: Arc<Ledger>,
+        writer: LakeWriter,
+        limits: DecodeLimits,
+        concurrency: usize,
+    ) -> Self {
+        Pipeline {
+            ledger,
+            writer,
+            limits,
+            concurrency: concurrency.max(1),
+            stats: Arc::default(),
+            attempts: Mutex::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &Arc<IngestStats> {
+        &self.stats
+    }
+
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Lists `source` and ingests every object not yet recorded, until `stop`.
+    pub async fn scan(
+        &self,
+        source: &dyn LogSource,
+        stop: &CancellationToken,
+    ) -> Result<ScanReport, ScanError> {
+        self.stats.scans.fetch_add(1, Ordering::Relaxed);
+        let listing = source.list().await.map_err(|error| ScanError::List {
+            source_name: source.name().to_owned(),
+            error,
+        })?;
+        let fresh: Vec<SourceObject> = self
+            .ledger
+            .unrecorded(&listing.objects, |o| (o.uri.as_str(), o.version.as_str()))?
+            .into_iter()
+            .cloned()
+            .collect();
+        let mut report = ScanReport {
+            listed: listing.objects.len(),
+            unsettled: listing.unsettled,
+            ..ScanReport::default()
+        };
+        // Objects in flight finish when `stop` fires; no new one starts.
+        let results: Vec<bool> = futures::stream::iter(fresh)
+            .take_until(stop.clone().cancelled_owned())
+            .map(|object| self.ingest_object(source, object))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        report.processed = results.len();
+        report.failed = results.iter().filter(|ok| !**ok).count();
+        Ok(report)
+    }
+
+    /// Ingests one object, logging and counting a failure; true on success.
+    async fn ingest_object(&self, source: &dyn LogSource, object: SourceObject) -> bool {
+        match self.try_ingest(source, &object).await {
+            Ok(()) => {
+                self.forget_attempts(&object.uri);
+                true
+            }
+            Err(error) => {
+                self.stats.object_errors.fetch_add(1, Ordering::Relaxed);
+                let attempts = self.count_attempt(&object.uri);
+                tracing::warn!(uri = %object.uri, kind = error.kind(), attempts, error = %error, "object not ingested");
+                if attempts >= MAX_ATTEMPTS {
+                    self.record_failure(&object, &error);
+                }
+                false
+            }
+        }
+    }
+
+    async fn try_ingest(
+        &self,
+        source: &dyn LogSource,
+        object: &SourceObject,
+    ) -> Result<(), ObjectError> {
+        let kind = layout::classify(&object.key, source.atlas_project());
+        let Some(format) = kind.format() else {
+            if kind == ObjectKind::Unrecognized {
+                tracing::info!(uri = %object.uri, "object skipped: its key matches no known layout");
+            } else {
+                tracing::debug!(uri = %object.uri, kind = kind.label(), "object skipped: not an event log");
+            }
+            if kind == ObjectKind::CloudTrailDigest {
+                self.stats.digests.fetch_add(1, Ordering::Relaxed);
+            }
+            let entry = ObjectEntry {
+                version: object.version.clone(),
+                kind: kind.label().to_owned(),
+                status: ObjectStatus::Skipped,
+                ..empty_entry()
+            };
+            self.commit_blocking(object.uri.clone(), entry, Vec::new())
+                .await?;
+            self.stats.objects_skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        };
+        let bytes = source.fetch(object).await?;
+        self.stats
+            .bytes_read
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+
+        let ledger = self.ledger.clone();
+        let writer = self.writer.clone();
+        let limits = self.limits;
+        let task_object = object.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let outcome = process(&ledger, &writer, limits, &task_object, kind, format, &bytes)?;
+            let ids: Vec<&str> = outcome.event_ids.iter().map(String::as_str).collect();
+            ledger.commit(&task_object.uri, &outcome.entry, &ids)?;
+            Ok::<_, ObjectError>(outcome)
+        })
+        .await
+        .map_err(|e| ObjectError::Task {
+            uri: object.uri.clone(),
+            message: e.to_string(),
+        })??;
+
+        let s = &self.stats;
+        let e = &outcome.entry;
+        if outcome.digest {
+            s.digests.fetch_add(1, Ordering::Relaxed);
+        }
+        s.objects_ingested.fetch_add(1, Ordering::Relaxed);
+        s.cloudtrail_rows
+            .fetch_add(e.cloudtrail_rows, Ordering::Relaxed);
+        s.mongodb_audit_rows
+            .fetch_add(e.mongodb_audit_rows, Ordering::Relaxed);
+        s.rejected_rows
+            .fetch_add(e.rejected_rows, Ordering::Relaxed);
+        s.duplicate_events
+            .fetch_add(e.duplicate_events, Ordering::Relaxed);
+        tracing::debug!(uri = %object.uri, cloudtrail = e.cloudtrail_rows, mongodb_audit = e.mongodb_audit_rows,
+            rejected = e.rejected_rows, duplicates = e.duplicate_events, files = e.files.len(), "object ingested");
+        Ok(())
+    }
+
+    async fn commit_blocking(
+        &self,
+        uri: String,
+        entry: ObjectEntry,
+        ids: Vec<String>,
+    ) -> Result<(), ObjectError> {
+        let ledger = self.ledger.clone();
+        let task_uri = uri.clone();
+        tokio::task::spawn_blocking(move || {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            ledger.commit(&task_uri, &entry, &ids)
+        })
+        .await
+        .map_err(|e| ObjectError::Task {
+            uri,
+            message: e.to_string(),
+        })?
+        .map_err(ObjectError::from)
+    }
+
+    fn count_attempt(&self, uri: &str) -> u32 {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = attempts.entry(uri.to_owned()).or_default();
+        *n += 1;
+        *n
+    }
+
+    fn forget_attempts(&self, uri: &str) {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uri);
+    }
+
+    fn record_failure(&self, object: &SourceObject, error: &ObjectError) {
+        let entry = ObjectEntry {
+            version: object.version.clone(),
+            kind: error.kind().to_owned(),
+            status: ObjectStatus::Failed,
+            ..empty_entry()
+        };
+        match self.ledger.commit(&object.uri, &entry, &[]) {
+            Ok(()) => {
+                self.stats.objects_failed.fetch_add(1, Ordering::Relaxed);
+                self.forget_attempts(&object.uri);
+                tracing::error!(uri = %object.uri, error = %error, "object recorded as failed after {MAX_ATTEMPTS} attempts");
+            }
+            Err(e) => {
+                tracing::error!(uri = %object.uri, error = %e, "could not record failed object")
+            }
+        }
+    }
+}
+
+fn empty_entry() -> ObjectEntry {
+    ObjectEntry {
+        version: String::new(),
+        kind: String::new(),
+        status: ObjectStatus::Ingested,
+        cloudtrail_rows: 0,
+        mongodb_audit_rows: 0,
+        rejected_rows: 0,
+        duplicate_events: 0,
+        bytes: 0,
+        files: Vec::new(),
+    }
+}
+
+/// Decode, dedupe and write one object; the blocking half of [`Pipeline::try_ingest`].
+fn process(
+    ledger: &Ledger,
+    writer: &LakeWriter,
+    limits: DecodeLimits,
+    object: &SourceObject,
+    kind: ObjectKind,
+    format: decode::Format,
+    bytes: &[u8],
+) -> Result<Outcome, ObjectError> {
+    let atlas = match &kind {
+        ObjectKind::AtlasAudit(ctx) => Some(ctx.clone()),
+        _ => None,
+    };
+    let ctx = ObjectContext {
+        source_uri: &object.uri,
+        ingested_at_micros: chrono::Utc::now().timestamp_micros(),
+        atlas,
+    };
+    let decoded: Decoded =
+        decode::decode_object(format, bytes, &ctx, limits).map_err(|source| {
+            ObjectError::Decode {
+                uri: object.uri.clone(),
+                source,
+            }
+        })?;
+
+    let mut entry = ObjectEntry {
+        version: object.version.clone(),
+        kind: kind.label().to_owned(),
+        bytes: bytes.len() as u64,
+        ..empty_entry()
+    };
+    let mut event_ids = Vec::new();
+    let stem = lake::file_stem(&object.uri);
+    let write =
+        |table: &str, batch: &RecordBatch, entry: &mut ObjectEntry| -> Result<u64, ObjectError> {
+            let files = writer
+                .write(table, batch, &stem, object.modified_micros)
+                .map_err(|source| ObjectError::Write {
+                    uri: object.uri.clone(),
+                    source,
+                })?;
+            entry
+                .files
+                .extend(files.into_iter().map(|f| f.relative_path));
+            Ok(batch.num_rows() as u64)
+        };
+
+    if let Some(batch) = &decoded.cloudtrail {
+        let (kept, ids, duplicates) = drop_duplicate_events(ledger, &object.uri, batch)?;
+        entry.duplicate_events = duplicates;
+        event_ids = ids;
+        entry.cloudtrail_rows = write(schema::CLOUDTRAIL, &kept, &mut entry)?;
+    }
+    if let Some(batch) = &decoded.mongodb_audit {
+        entry.mongodb_audit_rows = write(schema::MONGODB_AUDIT, batch, &mut entry)?;
+    }
+    if let Some(batch) = &decoded.rejected {
+        entry.rejected_rows = write(schema::REJECTED, batch, &mut entry)?;
+    }
+    Ok(Outcome {
+        entry,
+        event_ids,
+        digest: decoded.digest,
+    })
+}
+
+/// The rows of `batch` whose event id this object keeps, those ids, and how many were dropped.
+fn drop_duplicate_events(
+    ledger: &Ledger,
+    uri: &str,
+    batch: &RecordBatch,
+) -> Result<(RecordBatch, Vec<String>, u64), ObjectError> {
+    let ids = batch
+        .column_by_name("event_id")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .map(|a| a.iter().collect::<Vec<Option<&str>>>())
+        .unwrap_or_default();
+    let keep = ledger.claim_event_ids(uri, &ids)?;
+    let kept_ids: Vec<String> = ids
+        .iter()
+        .zip(&keep)
+        .filter_map(|(id, keep)| if *keep { id.map(str::to_owned) } else { None })
+        .collect();
+    let duplicates = keep.iter().filter(|k| !**k).count() as u64;
+    if duplicates == 0 {
+        return Ok((batch.clone(), kept_ids, 0));
+    }
+    let mask = BooleanArray::from(keep);
+    let kept = filter_record_batch(batch, &mask).map_err(|source| ObjectError::Dedupe {
+        uri: uri.to_owned(),
+        source,
+    })?;
+    debug_assert_eq!(kept.num_rows(), mask.true_count());
+    Ok((kept, kept_ids, duplicates))
+}

@@ -1,0 +1,194 @@
+//! The DataFusion session over the lake.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use serde::Serialize;
+
+use auditlake_schema as schema;
+
+/// Query failures, split by whose fault they are.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The statement is not allowed, or not valid SQL, or names what does not exist.
+    #[error("{0}")]
+    Rejected(String),
+    /// The engine failed while running a valid statement.
+    #[error("query failed: {0}")]
+    Execution(String),
+    /// The lake could not be opened.
+    #[error("opening lake table {table} at {path}: {message}")]
+    Open {
+        table: String,
+        path: String,
+        message: String,
+    },
+}
+
+impl QueryError {
+    /// A short, stable label for API errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QueryError::Rejected(_) => "rejected",
+            QueryError::Execution(_) => "execution",
+            QueryError::Open { .. } => "open",
+        }
+    }
+}
+
+/// A column of a table, for `GET /v1/tables`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+/// A table of the lake, for `GET /v1/tables`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableInfo {
+    pub name: String,
+    pub columns: Vec<ColumnInfo>,
+}
+
+/// Rows of one query, all in memory.
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryOutput {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// A DataFusion session with every lake table registered; see the module documentation.
+#[derive(Clone)]
+pub struct QueryEngine {
+    ctx: SessionContext,
+    root: PathBuf,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+impl QueryEngine {
+    /// Opens the lake at `root` (a local folder), creating its table folders if missing.
+    pub async fn open(root: &Path) -> Result<Self, QueryError> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("auditlake", "lake");
+        // The ingest side adds files all the time: list them on every query, never from a cache.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+            .build_arc()
+            .map_err(|e| QueryError::Open {
+                table: String::new(),
+                path: root.display().to_string(),
+                message: e.to_string(),
+            })?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for table in schema::TABLES {
+            let dir = root.join(table);
+            let open_err = |message: String| QueryError::Open {
+                table: table.to_owned(),
+                path: dir.display().to_string(),
+                message,
+            };
+            std::fs::create_dir_all(&dir).map_err(|e| open_err(e.to_string()))?;
+            let dir = std::fs::canonicalize(&dir).map_err(|e| open_err(e.to_string()))?;
+            let url = ListingTableUrl::parse(format!("{}/", dir.display()))
+                .map_err(|e| open_err(e.to_string()))?;
+            let options =
+                ListingOptions::new(Arc::new(ParquetFormat::default().with_enable_pruning(true)))
+                    .with_file_extension(".parquet")
+                    .with_table_partition_cols(
+                        schema::PARTITION_COLUMNS
+                            .iter()
+                            .map(|c| ((*c).to_owned(), DataType::Utf8))
+                            .collect(),
+                    );
+            let file_schema =
+                schema::file_schema(table).ok_or_else(|| open_err("no schema".into()))?;
+            let config = ListingTableConfig::new(url)
+                .with_listing_options(options)
+                .with_schema(file_schema);
+            let provider = ListingTable::try_new(config).map_err(|e| open_err(e.to_string()))?;
+            ctx.register_table(table, Arc::new(provider))
+                .map_err(|e| open_err(e.to_string()))?;
+        }
+        Ok(QueryEngine {
+            ctx,
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// The lake root this engine reads.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Runs one read-only statement and collects its rows.
+    pub async fn query(&self, sql: &str) -> Result<QueryOutput, QueryError> {
+        let frame = self
+            .ctx
+            .sql_with_options(sql, read_only())
+            .await
+            .map_err(|e| QueryError::Rejected(e.to_string()))?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame
+            .collect()
+            .await
+            .map_err(|e| QueryError::Execution(e.to_string()))?;
+        Ok(QueryOutput { schema, batches })
+    }
+
+    /// Every lake table with its columns, partition columns included.
+    pub async fn tables(&self) -> Vec<TableInfo> {
+        let mut out = Vec::new();
+        for table in schema::TABLES {
+            let Ok(provider) = self.ctx.table_provider(table).await else {
+                continue;
+            };
+            let columns = provider
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| ColumnInfo {
+                    name: f.name().clone(),
+                    data_type: f.data_type().to_string(),
+                    nullable: f.is_nullable(),
+                })
+                .collect();
+            out.push(TableInfo {
+                name: table.to_owned(),
+                columns,
+            });
+        }
+        out
+    }
+}

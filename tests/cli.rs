@@ -1,0 +1,148 @@
+//! The command line as a user runs it.
+
+mod common;
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(common::binary())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run auditlake");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_names_the_bad_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "lake = \"l\"\n[ingest]\nconcurency = 2\n").expect("write");
+    let (ok, _, stderr) = run(&["config", "check", bad.to_str().expect("utf-8")]);
+    assert!(!ok);
+    assert!(stderr.contains("concurency"), "{stderr}");
+
+    let invalid = dir.path().join("invalid.toml");
+    std::fs::write(&invalid, "[ingest]\nconcurrency = 0\n").expect("write");
+    let (ok, _, stderr) = run(&["config", "check", invalid.to_str().expect("utf-8")]);
+    assert!(!ok);
+    assert!(stderr.contains("ingest.concurrency"), "{stderr}");
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "lake = \"l\"\n[[source]]\ntype = \"folder\"\npath = \"d\"\n",
+    )
+    .expect("write");
+    let (ok, stdout, stderr) = run(&["config", "check", good.to_str().expect("utf-8")]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("is valid"), "{stdout}");
+}
+
+#[test]
+fn generate_ingest_and_query_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let lake = dir.path().join("lake");
+    let (ok, stdout, stderr) = run(&["sample", "generate", "--out", data.to_str().expect("utf-8")]);
+    assert!(ok, "{stderr}");
+    let manifest: serde_json::Value = serde_json::from_str(&stdout).expect("manifest JSON");
+
+    let (ok, stdout, stderr) = run(&[
+        "ingest",
+        "--lake",
+        lake.to_str().expect("utf-8"),
+        data.to_str().expect("utf-8"),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(&format!("{} cloudtrail rows", manifest["cloudtrail_rows"])),
+        "{stdout}"
+    );
+
+    // A second one-shot run finds nothing new.
+    let (ok, stdout, _) = run(&[
+        "ingest",
+        "--lake",
+        lake.to_str().expect("utf-8"),
+        data.to_str().expect("utf-8"),
+    ]);
+    assert!(ok);
+    assert!(stdout.starts_with("ingested 0 objects"), "{stdout}");
+
+    let (ok, stdout, stderr) = run(&[
+        "sql",
+        "--lake",
+        lake.to_str().expect("utf-8"),
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM mongodb_audit",
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, format!("n\n{}\n", manifest["mongodb_audit_rows"]));
+
+    let (ok, stdout, _) = run(&[
+        "sql",
+        "--lake",
+        lake.to_str().expect("utf-8"),
+        "SELECT event_name FROM cloudtrail WHERE user_type = 'IAMUser'",
+    ]);
+    assert!(ok);
+    assert!(stdout.contains("| AssumeRole |"), "{stdout}");
+
+    let (ok, _, stderr) = run(&[
+        "sql",
+        "--lake",
+        lake.to_str().expect("utf-8"),
+        "DROP TABLE cloudtrail",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("error"), "{stderr}");
+}
+
+#[test]
+fn committed_sample_data_is_what_the_generator_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    auditlake_ingest::sample::generate(
+        dir.path(),
+        &auditlake_ingest::sample::SampleOptions::default(),
+    )
+    .expect("generate");
+    let committed = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sample-data");
+    let files = |root: &std::path::Path| -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<_> = walkdir::WalkDir::new(root)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                let relative = e
+                    .path()
+                    .strip_prefix(root)
+                    .expect("prefix")
+                    .display()
+                    .to_string();
+                (relative, std::fs::read(e.path()).expect("read"))
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let fresh = files(dir.path());
+    let kept = files(&committed);
+    assert_eq!(
+        fresh.len(),
+        kept.len(),
+        "file count; regenerate with `auditlake sample generate --out sample-data`"
+    );
+    for ((name_a, bytes_a), (name_b, bytes_b)) in fresh.iter().zip(&kept) {
+        assert_eq!(name_a, name_b);
+        assert!(
+            bytes_a == bytes_b,
+            "{name_a} differs; regenerate sample-data"
+        );
+    }
+}

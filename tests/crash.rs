@@ -1,0 +1,133 @@
+//! Killing the real binary with SIGKILL at random moments loses and doubles nothing.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+use auditlake_ingest::sample::{self, SampleOptions};
+
+struct Serve {
+    child: Child,
+    base: String,
+    /// Kept open so the service's later output has somewhere to go.
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+fn start(config: &std::path::Path) -> Serve {
+    let mut child = Command::new(common::binary())
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn auditlake serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut first = String::new();
+    let mut stdout = BufReader::new(stdout);
+    stdout.read_line(&mut first).expect("first line");
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .to_owned();
+    Serve {
+        child,
+        base,
+        _stdout: stdout,
+    }
+}
+
+fn get(client: &reqwest::blocking::Client, url: &str) -> Option<Value> {
+    client.get(url).send().ok()?.json().ok()
+}
+
+fn scalar(client: &reqwest::blocking::Client, base: &str, sql: &str) -> u64 {
+    let body: Value = client
+        .post(format!("{base}/v1/sql"))
+        .body(sql.to_owned())
+        .send()
+        .expect("POST")
+        .json()
+        .expect("JSON");
+    body["rows"][0]
+        .as_object()
+        .and_then(|r| r.values().next())
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{body}"))
+}
+
+#[test]
+fn sigkill_at_random_moments_then_restart_yields_the_uninterrupted_lake() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let options = SampleOptions {
+        seed: 7,
+        cloudtrail_records: 30_000,
+        audit_lines: 60_000,
+    };
+    let manifest = sample::generate(&data, &options).expect("sample");
+    let lake = dir.path().join("lake");
+    let config = dir.path().join("auditlake.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "lake = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n[ingest]\npoll_interval = \"100ms\"\nsettle = \"0s\"\nconcurrency = 2\n[[source]]\ntype = \"folder\"\npath = {:?}\n",
+            lake.display().to_string(),
+            data.display().to_string()
+        ),
+    )
+    .expect("config");
+
+    let client = reqwest::blocking::Client::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    for kill in 0..10 {
+        let mut serve = start(&config);
+        std::thread::sleep(Duration::from_millis(rng.random_range(50..900)));
+        serve.child.kill().expect("SIGKILL");
+        serve.child.wait().expect("reap");
+        eprintln!("killed run {kill}");
+    }
+
+    let mut serve = start(&config);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let status = get(&client, &format!("{}/v1/status", serve.base));
+        if status
+            .as_ref()
+            .is_some_and(|s| s["idle"] == Value::Bool(true))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never idle: {status:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let base = serve.base.clone();
+    assert_eq!(
+        scalar(&client, &base, "SELECT count(*) FROM cloudtrail") as usize,
+        manifest.cloudtrail_rows
+    );
+    assert_eq!(
+        scalar(
+            &client,
+            &base,
+            "SELECT count(DISTINCT event_id) FROM cloudtrail"
+        ) as usize,
+        manifest.cloudtrail_rows
+    );
+    assert_eq!(
+        scalar(&client, &base, "SELECT count(*) FROM mongodb_audit") as usize,
+        manifest.mongodb_audit_rows
+    );
+    assert_eq!(
+        scalar(&client, &base, "SELECT count(*) FROM rejected") as usize,
+        manifest.rejected_rows
+    );
+    serve.child.kill().expect("kill");
+    serve.child.wait().expect("reap");
+}

@@ -1,0 +1,322 @@
+//! The service end to end, in process: sample data in, exact counts out over real HTTP.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use auditlake_ingest::config::{Config, ConfigFile, SourceSpec};
+use auditlake_ingest::sample::{self, Manifest, SampleOptions};
+use auditlake_ingest::service::Service;
+
+struct Running {
+    base: String,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn start(config: Config) -> Self {
+        let service = Service::bind(config).await.expect("bind");
+        let base = format!("http://{}", service.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            service
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("service run");
+        });
+        Running {
+            base,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.expect("JSON")
+    }
+
+    async fn wait_idle(&self) -> Value {
+        self.wait_idle_after(0).await
+    }
+
+    /// Waits for an idle status reported after at least `scans` scans; a scan that began before
+    /// a change cannot then pass for one that saw it.
+    async fn wait_idle_after(&self, scans: u64) -> Value {
+        for _ in 0..600 {
+            let status = self.get("/v1/status").await;
+            let scanned = status["process"]["scans"].as_u64().unwrap_or(0);
+            if status["idle"] == Value::Bool(true) && scanned >= scans {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("service never became idle");
+    }
+
+    async fn sql(&self, sql: &str) -> Vec<Value> {
+        let response = self
+            .client
+            .post(format!("{}/v1/sql", self.base))
+            .json(&serde_json::json!({ "sql": sql }))
+            .send()
+            .await
+            .expect("POST /v1/sql");
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON");
+        assert!(status.is_success(), "{sql}: {status} {body}");
+        body["rows"].as_array().cloned().unwrap_or_default()
+    }
+
+    async fn scalar(&self, sql: &str) -> i64 {
+        let rows = self.sql(sql).await;
+        let row = rows.first().and_then(Value::as_object).expect("one row");
+        row.values()
+            .next()
+            .and_then(Value::as_i64)
+            .expect("an integer")
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.expect("service task");
+    }
+}
+
+fn config_for(lake: &std::path::Path, data: &std::path::Path) -> Config {
+    let mut config = Config::from_file(ConfigFile::default(), &|_| None).expect("config");
+    config.lake = lake.to_path_buf();
+    config.state_dir = lake.join("_state");
+    config.http_listen = "127.0.0.1:0".parse().expect("addr");
+    config.poll_interval = Duration::from_millis(100);
+    config.settle = Duration::ZERO;
+    config.sources = vec![SourceSpec::Folder {
+        path: data.to_path_buf(),
+        atlas_project: None,
+    }];
+    config
+}
+
+async fn assert_counts(service: &Running, manifest: &Manifest) {
+    assert_eq!(
+        service.scalar("SELECT count(*) FROM cloudtrail").await as usize,
+        manifest.cloudtrail_rows
+    );
+    assert_eq!(
+        service
+            .scalar("SELECT count(DISTINCT event_id) FROM cloudtrail")
+            .await as usize,
+        manifest.cloudtrail_rows
+    );
+    assert_eq!(
+        service.scalar("SELECT count(*) FROM mongodb_audit").await as usize,
+        manifest.mongodb_audit_rows
+    );
+    assert_eq!(
+        service.scalar("SELECT count(*) FROM rejected").await as usize,
+        manifest.rejected_rows
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_day_lands_with_exact_counts_and_is_queryable_over_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
+    let lake = dir.path().join("lake");
+    let service = Running::start(config_for(&lake, &data)).await;
+
+    let status = service.wait_idle().await;
+    assert_eq!(
+        status["lake"]["cloudtrail_rows"].as_u64(),
+        Some(manifest.cloudtrail_rows as u64),
+        "{status}"
+    );
+    assert_eq!(
+        status["lake"]["duplicate_events"].as_u64(),
+        Some(manifest.cloudtrail_duplicates as u64)
+    );
+    let kinds = &status["lake"]["objects_by_kind"];
+    assert_eq!(
+        kinds["unrecognized"].as_u64(),
+        Some(manifest.unrecognized_objects as u64),
+        "{status}"
+    );
+    assert_eq!(
+        kinds["cloudtrail_digest"].as_u64(),
+        Some(manifest.digest_objects as u64)
+    );
+    assert_eq!(
+        kinds["atlas_audit"].as_u64(),
+        Some(manifest.atlas_audit_objects as u64)
+    );
+    assert_counts(&service, &manifest).await;
+
+    // The story is in the rows.
+    let unexpected = service
+        .sql("SELECT user_arn, source_ip FROM cloudtrail WHERE role_arn = 'arn:aws:iam::111122223333:role/mongo-atlas-access' AND user_type = 'IAMUser'")
+        .await;
+    assert_eq!(unexpected.len(), 1);
+    assert_eq!(unexpected[0]["user_arn"], sample::UNEXPECTED_USER);
+    let shared = service.scalar("SELECT count(DISTINCT shared_event_id) FROM cloudtrail WHERE shared_event_id IS NOT NULL").await;
+    assert_eq!(shared as usize * 2, manifest.assume_role_by_ci);
+    let burst = service
+        .scalar(&format!("SELECT count(*) FROM mongodb_audit WHERE atype = 'authenticate' AND result = 18 AND remote_ip = '{}'", sample::BURST_IP))
+        .await;
+    assert_eq!(burst as usize, manifest.failed_logins_in_burst);
+    let leaked = service
+        .scalar("SELECT count(*) FROM cloudtrail WHERE response_elements LIKE '%sessionToken%'")
+        .await;
+    assert_eq!(leaked, 0, "session tokens are never stored");
+    // Partition pruning: a filter on the partition columns reads only that hour.
+    let hour = service
+        .scalar("SELECT count(*) FROM cloudtrail WHERE date = '2026-11-01' AND hour = '14'")
+        .await;
+    let by_time = service
+        .scalar("SELECT count(*) FROM cloudtrail WHERE event_time >= '2026-11-01T14:00:00Z' AND event_time < '2026-11-01T15:00:00Z'")
+        .await;
+    assert!(hour > 0);
+    assert_eq!(hour, by_time);
+
+    // Tables, health, and the other formats.
+    let tables = service.get("/v1/tables").await;
+    let names: Vec<&str> = tables["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["cloudtrail", "mongodb_audit", "rejected", "alerts"]);
+    let health = service
+        .client
+        .get(format!("{}/healthz", service.base))
+        .send()
+        .await
+        .expect("healthz");
+    assert!(health.status().is_success());
+    let ndjson = service
+        .client
+        .post(format!("{}/v1/sql?format=ndjson", service.base))
+        .body("SELECT event_name FROM cloudtrail LIMIT 3")
+        .send()
+        .await
+        .expect("ndjson")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(ndjson.lines().count(), 3);
+    let csv = service
+        .client
+        .post(format!("{}/v1/sql?format=csv", service.base))
+        .body("SELECT atype, count(*) AS n FROM mongodb_audit GROUP BY atype ORDER BY atype")
+        .send()
+        .await
+        .expect("csv")
+        .text()
+        .await
+        .expect("text");
+    assert!(csv.starts_with("atype,n\n"), "{csv}");
+    let arrow = service
+        .client
+        .post(format!("{}/v1/sql?format=arrow", service.base))
+        .body("SELECT count(*) AS n FROM cloudtrail")
+        .send()
+        .await
+        .expect("arrow")
+        .bytes()
+        .await
+        .expect("bytes");
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow.to_vec()), None)
+            .expect("IPC stream");
+    let batches: Vec<_> = reader.collect::<Result<_, _>>().expect("batches");
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+
+    // Writes are refused.
+    let refused = service
+        .client
+        .post(format!("{}/v1/sql", service.base))
+        .body("CREATE TABLE x AS SELECT 1")
+        .send()
+        .await
+        .expect("ddl");
+    assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST);
+
+    // A new file appearing while serving is picked up.
+    let scans_before = service.get("/v1/status").await["process"]["scans"]
+        .as_u64()
+        .expect("scans");
+    let extra = data.join("atlas/orders-prod/orders-prod-shard-00-00.x7k2p.mongodb.net/mongod-audit/9999999999-mongod-audit.log");
+    std::fs::write(&extra, b"{\"atype\":\"logout\",\"ts\":{\"$date\":{\"$numberLong\":\"1761998400000\"}},\"users\":[],\"roles\":[],\"param\":{},\"result\":0}\n")
+        .expect("write extra");
+    service.wait_idle_after(scans_before + 2).await;
+    assert_eq!(
+        service.scalar("SELECT count(*) FROM mongodb_audit").await as usize,
+        manifest.mongodb_audit_rows + 1
+    );
+    let ts = service.sql("SELECT CAST(ts AS VARCHAR) AS ts FROM mongodb_audit WHERE source_uri LIKE '%9999999999-mongod-audit.log'").await;
+    assert_eq!(ts[0]["ts"], "2025-11-01T12:00:00Z", "$numberLong ts");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_over_the_same_folder_leaves_the_lake_unchanged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
+    let lake = dir.path().join("lake");
+
+    let first = Running::start(config_for(&lake, &data)).await;
+    first.wait_idle().await;
+    first.stop().await;
+    let before = snapshot(&lake);
+
+    let second = Running::start(config_for(&lake, &data)).await;
+    let status = second.wait_idle().await;
+    assert_eq!(
+        status["process"]["objects_ingested"].as_u64(),
+        Some(0),
+        "nothing is ingested twice"
+    );
+    assert_counts(&second, &manifest).await;
+    second.stop().await;
+    assert_eq!(before, snapshot(&lake));
+}
+
+/// Every Parquet file of the lake with its bytes' length and modification time.
+fn snapshot(lake: &std::path::Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    let mut files: Vec<_> = walkdir::WalkDir::new(lake)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .map(|e| {
+            let meta = e.metadata().expect("metadata");
+            (
+                e.path().display().to_string(),
+                meta.len(),
+                meta.modified().expect("mtime"),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs the whole test suite. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Reuse one build cache across clones (CI runs in a fresh clone every time).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditlake/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+mkdir -p "$CARGO_TARGET_DIR"
+
+if [ ! -d ../shared/corpora ]; then
+  echo "tests need ../shared/corpora beside the project folder" >&2
+  exit 1
+fi
+
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked -- --test-threads=2
