@@ -320,3 +320,50 @@ fn snapshot(lake: &std::path::Path) -> Vec<(String, u64, std::time::SystemTime)>
     files.sort();
     files
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_token_is_required_on_every_route_but_health() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data");
+    let mut config = config_for(&dir.path().join("lake"), &data);
+    config.http_token = Some("s3cret-token".into());
+    let service = Running::start(config).await;
+    let url = |path: &str| format!("{}{path}", service.base);
+    let health = service
+        .client
+        .get(url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    for token in [None, Some("wrong"), Some("s3cret-toke")] {
+        let mut request = service.client.post(url("/v1/sql")).body("SELECT 1");
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.expect("sql");
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::UNAUTHORIZED,
+            "{token:?}"
+        );
+    }
+    let tables = service
+        .client
+        .get(url("/v1/tables"))
+        .send()
+        .await
+        .expect("tables");
+    assert_eq!(tables.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let ok = service
+        .client
+        .post(url("/v1/sql"))
+        .bearer_auth("s3cret-token")
+        .body("SELECT 1 AS one")
+        .send()
+        .await
+        .expect("sql");
+    assert_eq!(ok.status(), reqwest::StatusCode::OK);
+    service.stop().await;
+}

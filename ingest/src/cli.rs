@@ -206,10 +206,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 fn print_welcome(url: &str, config: &Config) {
     use std::io::Write;
-    let auth = if config.http_token.is_some() {
-        " -H \"Authorization: Bearer $AUDITLAKE_HTTP_TOKEN\""
-    } else {
-        ""
+    let auth = match &config.http_token {
+        Some(_) => format!(" -H \"Authorization: Bearer ${}\"", config.http_token_env),
+        None => String::new(),
     };
     let examples = [
         "SELECT user_arn, session_issuer_arn, source_ip, count(*) AS n FROM cloudtrail WHERE event_name = 'AssumeRole' GROUP BY 1, 2, 3 ORDER BY n DESC",

@@ -117,6 +117,8 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// Bearer token for the API, from the environment; required beyond loopback.
     pub http_token: Option<String>,
+    /// The environment variable the token is read from, for messages.
+    pub http_token_env: String,
     pub concurrency: usize,
     pub poll_interval: Duration,
     pub settle: Duration,
@@ -253,6 +255,7 @@ impl Config {
             state_dir,
             http_listen,
             http_token,
+            http_token_env: token_env.to_owned(),
             concurrency,
             poll_interval,
             settle: i.settle.unwrap_or(Duration::from_secs(1)),
@@ -263,7 +266,7 @@ impl Config {
 
     /// Replaces the HTTP address (from `--http`), checking the token rule again.
     pub fn with_http_listen(mut self, listen: SocketAddr) -> Result<Self, ConfigError> {
-        check_token(listen, self.http_token.as_deref(), DEFAULT_TOKEN_ENV)?;
+        check_token(listen, self.http_token.as_deref(), &self.http_token_env)?;
         self.http_listen = listen;
         Ok(self)
     }

@@ -89,6 +89,14 @@ pub fn open_pipeline(config: &Config) -> Result<Ingestion, ServiceError> {
     Ok(Ingestion { pipeline, sources })
 }
 
+/// Binds and runs the service of `config` until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
+    Service::bind(config).await?.run(shutdown).await
+}
+
 /// A bound, not yet running service.
 #[derive(Debug)]
 pub struct Service {

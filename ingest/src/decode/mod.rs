@@ -366,3 +366,6 @@ fn trim_line(line: &mut [u8]) -> &mut [u8] {
         .unwrap_or(end);
     &mut line[start..end]
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,241 @@
+//! Decoder behaviour on hand-written inputs, one property per test.
+
+use std::io::Write;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow::record_batch::RecordBatch;
+
+use super::*;
+
+fn ctx() -> ObjectContext<'static> {
+    ObjectContext {
+        source_uri: "mem://test",
+        ingested_at_micros: 1,
+        atlas: Some(AtlasContext {
+            project: None,
+            cluster: "c".into(),
+            hostname: "h".into(),
+            log_type: "mongod-audit".into(),
+        }),
+    }
+}
+
+fn decode(format: Format, bytes: &[u8]) -> Decoded {
+    decode_object(format, bytes, &ctx(), DecodeLimits::default()).expect("decode")
+}
+
+fn text(batch: &RecordBatch, column: &str, row: usize) -> Option<String> {
+    let array = batch
+        .column_by_name(column)
+        .expect(column)
+        .as_string::<i32>();
+    array.is_valid(row).then(|| array.value(row).to_owned())
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+const ASSUME_ROLE: &str = r#"{"eventVersion":"1.08","userIdentity":{"type":"AWSAccount","principalId":"AROAX:ci","accountId":"444455556666","newField":1},"eventTime":"2026-11-01T06:00:00Z","eventSource":"sts.amazonaws.com","eventName":"AssumeRole","awsRegion":"us-east-1","sourceIPAddress":"52.94.76.10","requestParameters":{"roleArn":"arn:aws:iam::111122223333:role/db","roleSessionName":"ci","externalId":"x-1"},"responseElements":{"credentials":{"accessKeyId":"ASIAEXAMPLE","sessionToken":"SECRET-TOKEN","expiration":"Jul 18, 2014 4:07:39 PM"},"assumedRoleUser":{"arn":"arn:aws:sts::111122223333:assumed-role/db/ci"}},"eventID":"e-1","sharedEventID":"s-1","readOnly":"True","eventType":"AwsApiCall","recipientAccountId":"111122223333","vpcEndpointId":"vpce-1"}"#;
+
+#[test]
+fn cloudwatch_message_form_is_one_record_with_sts_columns_and_no_token() {
+    let decoded = decode(Format::CloudTrail, ASSUME_ROLE.as_bytes());
+    let rows = decoded.cloudtrail.expect("row");
+    assert_eq!(rows.num_rows(), 1);
+    assert!(decoded.rejected.is_none());
+    assert_eq!(
+        text(&rows, "role_arn", 0).as_deref(),
+        Some("arn:aws:iam::111122223333:role/db")
+    );
+    assert_eq!(text(&rows, "role_session_name", 0).as_deref(), Some("ci"));
+    assert_eq!(text(&rows, "external_id", 0).as_deref(), Some("x-1"));
+    assert_eq!(
+        text(&rows, "assumed_role_arn", 0).as_deref(),
+        Some("arn:aws:sts::111122223333:assumed-role/db/ci")
+    );
+    assert_eq!(
+        text(&rows, "assumed_access_key_id", 0).as_deref(),
+        Some("ASIAEXAMPLE")
+    );
+    assert_eq!(text(&rows, "shared_event_id", 0).as_deref(), Some("s-1"));
+    assert_eq!(text(&rows, "user_type", 0).as_deref(), Some("AWSAccount"));
+    let read_only = rows
+        .column_by_name("read_only")
+        .expect("read_only")
+        .as_boolean();
+    assert!(read_only.value(0), "\"True\" reads as true");
+    let response = text(&rows, "response_elements", 0).expect("response");
+    assert!(
+        !response.contains("SECRET-TOKEN") && !response.contains("sessionToken"),
+        "{response}"
+    );
+    assert!(
+        response.contains("Jul 18, 2014 4:07:39 PM"),
+        "non-ISO expiration kept as written"
+    );
+    assert!(
+        text(&rows, "user_identity", 0)
+            .expect("identity")
+            .contains("newField"),
+        "unknown identity fields kept"
+    );
+    assert_eq!(
+        text(&rows, "unmapped", 0).as_deref(),
+        Some(r#"{"vpcEndpointId":"vpce-1"}"#)
+    );
+    let time = rows
+        .column_by_name("event_time")
+        .expect("time")
+        .as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(time.value(0), 1_793_512_800_000_000);
+}
+
+#[test]
+fn s3_log_file_form_keeps_record_positions() {
+    let file = format!(r#"{{"Records":[{ASSUME_ROLE},42,{ASSUME_ROLE}]}}"#);
+    let decoded = decode(Format::CloudTrail, &gzip(file.as_bytes()));
+    assert_eq!(decoded.row_counts(), (2, 0, 1));
+    let rows = decoded.cloudtrail.expect("rows");
+    let index = rows
+        .column_by_name("source_index")
+        .expect("index")
+        .as_primitive::<Int64Type>();
+    assert_eq!((index.value(0), index.value(1)), (0, 2));
+    let rejected = decoded.rejected.expect("reject");
+    assert_eq!(
+        rejected
+            .column_by_name("source_index")
+            .expect("i")
+            .as_primitive::<Int64Type>()
+            .value(0),
+        1
+    );
+    assert_eq!(
+        text(&rejected, "target_table", 0).as_deref(),
+        Some("cloudtrail")
+    );
+}
+
+#[test]
+fn digest_documents_are_routed_away_from_the_record_decoder() {
+    let digest = r#"{"awsAccountId":"1","digestStartTime":"2026-11-01T00:00:00Z","digestEndTime":"2026-11-01T01:00:00Z","logFiles":[]}"#;
+    let decoded = decode(Format::CloudTrail, digest.as_bytes());
+    assert!(decoded.digest);
+    assert_eq!(decoded.row_counts(), (0, 0, 0));
+}
+
+#[test]
+fn mongo_schema_number_long_ts_and_legacy_binary_uuid() {
+    let line = r#"{"atype":"authenticate","ts":{"$date":{"$numberLong":"1761976800123"}},"uuid":{"$binary":"KXMtAMh9TOOSl9aQBW1Zkg==","$type":"04"},"local":{"isSystemUser":true},"remote":{"ip":"2001:db8::1","port":5},"users":[],"roles":[],"param":{"user":"arn:aws:iam::1:role/r","db":"$external","mechanism":"MONGODB-AWS"},"result":18,"extra":true}"#;
+    let decoded = decode(Format::MongoAudit, line.as_bytes());
+    let rows = decoded.mongodb_audit.expect("row");
+    let ts = rows
+        .column_by_name("ts")
+        .expect("ts")
+        .as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(ts.value(0), 1_761_976_800_123_000);
+    assert_eq!(
+        text(&rows, "conn_uuid", 0).as_deref(),
+        Some("29732d00-c87d-4ce3-9297-d690056d5992")
+    );
+    assert_eq!(
+        text(&rows, "user", 0).as_deref(),
+        Some("arn:aws:iam::1:role/r"),
+        "failed auth names the user tried"
+    );
+    assert_eq!(text(&rows, "user_db", 0).as_deref(), Some("$external"));
+    assert_eq!(text(&rows, "mechanism", 0).as_deref(), Some("MONGODB-AWS"));
+    assert_eq!(text(&rows, "remote_ip", 0).as_deref(), Some("2001:db8::1"));
+    assert_eq!(
+        rows.column_by_name("result")
+            .expect("r")
+            .as_primitive::<Int32Type>()
+            .value(0),
+        18
+    );
+    assert!(
+        rows.column_by_name("is_system_user")
+            .expect("s")
+            .as_boolean()
+            .value(0)
+    );
+    assert_eq!(text(&rows, "cluster", 0).as_deref(), Some("c"));
+    assert_eq!(text(&rows, "audit_schema", 0).as_deref(), Some("mongo"));
+    assert_eq!(
+        text(&rows, "unmapped", 0).as_deref(),
+        Some(r#"{"extra":true}"#)
+    );
+}
+
+#[test]
+fn ocsf_schema_lands_in_the_same_table() {
+    let line = r#"{"activity_id":1,"category_uid":3,"class_uid":3002,"time":1761976800000,"severity_id":1,"type_uid":300201,"metadata":{"version":"1.1.0"},"actor":{"user":{"type_id":1,"name":"admin.dba","groups":[{"name":"root","db":"admin"}]}},"src_endpoint":{"ip":"10.1.2.3","port":51000},"dst_endpoint":{"ip":"10.0.0.5","port":27017},"auth_protocol":"SCRAM-SHA-256","unmapped":{"atype":"authenticate","result":0}}"#;
+    let decoded = decode(Format::MongoAudit, line.as_bytes());
+    let rows = decoded.mongodb_audit.expect("row");
+    assert_eq!(text(&rows, "audit_schema", 0).as_deref(), Some("ocsf"));
+    assert_eq!(text(&rows, "atype", 0).as_deref(), Some("authenticate"));
+    assert_eq!(text(&rows, "user", 0).as_deref(), Some("dba"));
+    assert_eq!(text(&rows, "user_db", 0).as_deref(), Some("admin"));
+    assert_eq!(text(&rows, "remote_ip", 0).as_deref(), Some("10.1.2.3"));
+    assert_eq!(text(&rows, "local_ip", 0).as_deref(), Some("10.0.0.5"));
+    assert_eq!(
+        text(&rows, "mechanism", 0).as_deref(),
+        Some("SCRAM-SHA-256")
+    );
+    let ts = rows
+        .column_by_name("ts")
+        .expect("ts")
+        .as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(ts.value(0), 1_761_976_800_000_000);
+    assert!(
+        text(&rows, "unmapped", 0)
+            .expect("unmapped")
+            .contains("\"atype\"")
+    );
+}
+
+#[test]
+fn gzip_is_detected_by_magic_bytes_and_a_truncation_keeps_whole_lines() {
+    let line = r#"{"atype":"logout","ts":{"$date":"2026-11-01T00:00:00.000+00:00"},"param":{},"result":0}"#;
+    let body: String = (0..2000).map(|_| format!("{line}\n")).collect();
+    let mut packed = gzip(body.as_bytes());
+    assert_eq!(
+        decode(Format::MongoAudit, &packed).row_counts(),
+        (0, 2000, 0)
+    );
+    packed.truncate(packed.len() / 2);
+    let decoded = decode(Format::MongoAudit, &packed);
+    let (_, kept, rejected) = decoded.row_counts();
+    assert!(kept > 0 && kept < 2000, "{kept}");
+    assert_eq!(rejected, 1, "the cut tail is one reject");
+    let reason = text(&decoded.rejected.expect("reject"), "reason", 0).expect("reason");
+    assert!(reason.contains("gzip"), "{reason}");
+}
+
+#[test]
+fn long_rejected_input_is_truncated_and_marked() {
+    let long = format!("not json {}\n", "x".repeat(schema::REJECTED_RAW_LIMIT * 2));
+    let decoded = decode(Format::MongoAudit, long.as_bytes());
+    let rejected = decoded.rejected.expect("reject");
+    assert!(
+        rejected
+            .column_by_name("raw_truncated")
+            .expect("t")
+            .as_boolean()
+            .value(0)
+    );
+    let raw = rejected
+        .column_by_name("raw")
+        .expect("raw")
+        .as_binary::<i32>();
+    assert_eq!(raw.value(0).len(), schema::REJECTED_RAW_LIMIT);
+    let size = rejected
+        .column_by_name("raw_size")
+        .expect("size")
+        .as_primitive::<Int64Type>();
+    assert_eq!(size.value(0) as usize, long.len() - 1);
+}
