@@ -1,43 +1,20 @@
-//! Detection over the stream of decoded batches.
+//! Detection over the stream of decoded batches, and alert delivery.
 //!
-//! The pipeline hands every batch it persists to a [`Detector`]; detectors return the alerts the
-//! batch raises. Rules, alert delivery and replay build on this contract.
+//! Flow: the pipeline hands every batch it persists to the [`engine::Engine`], which runs the
+//! configured [`rule::Rule`]s and turns their findings into de-duplicated [`alert::Alert`]s.
+//! Alerts go to the `alerts` lake table and, in the same ledger transaction that commits their
+//! source object, to the durable [`outbox`]; the [`deliver`] task posts them to webhooks with
+//! retries until each sink has taken each alert. `auditlake detect replay` runs the same engine
+//! over rows read back from the lake.
 
-use arrow::record_batch::RecordBatch;
+pub mod alert;
+pub mod config;
+pub mod deliver;
+pub mod engine;
+pub mod outbox;
+pub mod pattern;
+pub mod rows;
+pub mod rule;
 
-/// How urgent an alert is.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-/// One alert raised by a rule.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Alert {
-    /// Stable rule id, as used in the config.
-    pub rule_id: String,
-    pub severity: Severity,
-    /// Event time of the evidence, microseconds since the epoch.
-    pub event_time_micros: i64,
-    /// One line a human can act on.
-    pub summary: String,
-    /// Event ids of the evidence.
-    pub evidence_event_ids: Vec<String>,
-}
-
-/// A detection rule over batches of one lake table.
-///
-/// Contract: `observe` sees each persisted batch exactly once, in the order the pipeline commits
-/// them, with the table name of the schema crate; it must not block on I/O.
-pub trait Detector: Send {
-    /// The rule id.
-    fn id(&self) -> &str;
-    /// Alerts raised by `batch` of `table`.
-    fn observe(&mut self, table: &str, batch: &RecordBatch) -> Vec<Alert>;
-}
+pub use alert::{Alert, Severity};
+pub use engine::Engine;

@@ -38,6 +38,30 @@ enum Command {
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Detection.
+    #[command(subcommand)]
+    Detect(DetectCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DetectCommand {
+    /// Run the configured rules over the lake and print the alerts they raise.
+    Replay {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Lake folder to read.
+        #[arg(long, default_value = "lake")]
+        lake: PathBuf,
+        /// Earliest event time (RFC 3339, or a date YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        /// Event time bound, exclusive (RFC 3339, or a date YYYY-MM-DD).
+        #[arg(long)]
+        until: Option<String>,
+        /// Output: one JSON alert per line, or a table.
+        #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "table"])]
+        format: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -128,12 +152,28 @@ fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+/// The config of `path`; without one, `fallback`.
+fn load_config(path: Option<&Path>, fallback: fn() -> ConfigFile) -> anyhow::Result<Config> {
     let file = match path {
         Some(p) => ConfigFile::read(p)?,
-        None => ConfigFile::default(),
+        None => fallback(),
     };
     Ok(Config::from_file(file, &env_var)?)
+}
+
+/// An RFC 3339 time or a date, as microseconds.
+fn parse_time(flag: &str, text: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_micros());
+    }
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").with_context(|| {
+        format!("--{flag} {text:?}: use RFC 3339 (2026-11-01T00:00:00Z) or a date (2026-11-01)")
+    })?;
+    Ok(date
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc()
+        .timestamp_micros())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -163,8 +203,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&manifest)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Detect(DetectCommand::Replay {
+            config,
+            lake,
+            since,
+            until,
+            format,
+        }) => detect_replay(
+            config.as_deref(),
+            &lake,
+            since.as_deref(),
+            until.as_deref(),
+            &format,
+        ),
         Command::Config(ConfigCommand::Check { file }) => {
-            let config = load_config(Some(&file))?;
+            let config = load_config(Some(&file), ConfigFile::default)?;
             println!(
                 "{} is valid: lake {}, {} source(s), HTTP on {}",
                 file.display(),
@@ -178,7 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut config = load_config(args.config.as_deref())?;
+    let mut config = load_config(args.config.as_deref(), ConfigFile::builtin)?;
     if let Some(addr) = args.http {
         config = config.with_http_listen(addr)?;
     }
@@ -252,7 +305,7 @@ async fn shutdown_signal() {
 }
 
 fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let mut config = load_config(args.config.as_deref())?;
+    let mut config = load_config(args.config.as_deref(), ConfigFile::default)?;
     config.state_dir = args.lake.join("_state");
     config.lake = args.lake;
     config.settle = std::time::Duration::ZERO;
@@ -270,7 +323,7 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         })
         .collect::<anyhow::Result<_>>()?;
     runtime()?.block_on(async move {
-        let service::Ingestion { pipeline, sources } = service::open_pipeline(&config)?;
+        let service::Ingestion { pipeline, sources, deliverer } = service::open_pipeline(&config)?;
         let stop = tokio_util::sync::CancellationToken::new();
         let mut failed = 0;
         for source in &sources {
@@ -284,6 +337,11 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
             load(&s.objects_ingested), load(&s.objects_skipped), failed, load(&s.digests), load(&s.cloudtrail_rows),
             load(&s.mongodb_audit_rows), load(&s.rejected_rows), load(&s.duplicate_events), load(&s.bytes_read)
         );
+        if load(&s.alerts) > 0 {
+            println!("{} alert(s) raised; query the alerts table", load(&s.alerts));
+        }
+        // One delivery pass; what is not delivered now waits in the outbox for `serve`.
+        deliverer.deliver_due().await?;
         if failed > 0 {
             bail!("{failed} object(s) could not be ingested; see the log above");
         }
@@ -302,6 +360,40 @@ fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
         let bytes = format::encode(&output, format)?;
         use std::io::Write;
         std::io::stdout().write_all(&bytes)?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn detect_replay(
+    config: Option<&Path>,
+    lake: &Path,
+    since: Option<&str>,
+    until: Option<&str>,
+    format: &str,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config, ConfigFile::builtin)?;
+    let since = since.map(|t| parse_time("since", t)).transpose()?;
+    let until = until.map(|t| parse_time("until", t)).transpose()?;
+    if !lake.is_dir() {
+        bail!("lake folder {} does not exist", lake.display());
+    }
+    runtime()?.block_on(async move {
+        let engine = QueryEngine::open(lake).await?;
+        let alerts = crate::replay::replay(&engine, &config.detect, since, until).await?;
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if format == "table" {
+            let batch = auditlake_detect::alert::to_batch(&alerts)?;
+            writeln!(
+                out,
+                "{}",
+                arrow::util::pretty::pretty_format_batches(&[batch])?
+            )?;
+        } else {
+            for alert in &alerts {
+                writeln!(out, "{}", serde_json::to_string(alert)?)?;
+            }
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -9,9 +9,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
+use auditlake_detect::config::DetectConfig;
+use auditlake_detect::deliver::{AlertsConfig, Webhook};
+
 use crate::decode::DecodeLimits;
+
+/// The configuration used when none is given: the bundled sample day and its rules.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
 /// Default HTTP address: loopback only.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:7080";
@@ -35,6 +43,12 @@ pub struct ConfigFile {
     /// Where logs come from (`[[source]]` tables). Default: the folder `./sample-data`.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+    /// Detection rules.
+    #[serde(default)]
+    pub detect: DetectConfig,
+    /// Alert delivery.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
 }
 
 /// `[http]`
@@ -110,7 +124,7 @@ pub enum SourceSpec {
 }
 
 /// The validated configuration.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Config {
     pub lake: PathBuf,
     pub state_dir: PathBuf,
@@ -124,6 +138,12 @@ pub struct Config {
     pub settle: Duration,
     pub limits: DecodeLimitsConfig,
     pub sources: Vec<SourceSpec>,
+    /// Detection rules (validated: [`DetectConfig::build`] succeeds).
+    pub detect: Arc<DetectConfig>,
+    /// Webhooks, with URLs and secrets resolved from the environment.
+    pub webhooks: Vec<Webhook>,
+    /// How long an alert is retried before its delivery is marked failed.
+    pub give_up_after: Duration,
 }
 
 /// Decode limits, as configured.
@@ -157,7 +177,8 @@ impl std::fmt::Debug for Config {
             .field("settle", &self.settle)
             .field("limits", &self.limits)
             .field("sources", &self.sources)
-            .finish()
+            .field("webhooks", &self.webhooks)
+            .finish_non_exhaustive()
     }
 }
 
@@ -168,6 +189,11 @@ impl ConfigFile {
             path: origin.to_owned(),
             message: e.to_string(),
         })
+    }
+
+    /// The built-in configuration (see [`DEFAULT_CONFIG`]).
+    pub fn builtin() -> Self {
+        Self::parse(DEFAULT_CONFIG, "built-in configuration").unwrap_or_default()
     }
 
     /// Reads and parses a TOML file.
@@ -183,7 +209,7 @@ impl ConfigFile {
 impl Config {
     /// Validates `file`; `env` looks up environment variables (for secrets).
     pub fn from_file(
-        file: ConfigFile,
+        mut file: ConfigFile,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let lake = file.lake.unwrap_or_else(|| PathBuf::from("lake"));
@@ -203,7 +229,7 @@ impl Config {
         let http_token = env(token_env).filter(|t| !t.is_empty());
         check_token(http_listen, http_token.as_deref(), token_env)?;
 
-        let i = file.ingest;
+        let i = std::mem::take(&mut file.ingest);
         let concurrency = match i.concurrency {
             Some(0) => return Err(invalid("ingest.concurrency", "must be at least 1")),
             Some(n) => n,
@@ -228,7 +254,7 @@ impl Config {
         }
 
         let mut sources = Vec::new();
-        for (n, source) in file.sources.into_iter().enumerate() {
+        for (n, source) in std::mem::take(&mut file.sources).into_iter().enumerate() {
             match source {
                 SourceConfig::Folder {
                     path,
@@ -250,6 +276,17 @@ impl Config {
                 atlas_project: None,
             });
         }
+        file.detect
+            .build()
+            .map_err(|e| invalid(e.field, e.message))?;
+        let webhooks = file
+            .alerts
+            .webhooks(env)
+            .map_err(|e| invalid(e.field, e.message))?;
+        let give_up_after = file
+            .alerts
+            .give_up_after
+            .unwrap_or(Duration::from_secs(86_400));
         Ok(Config {
             lake,
             state_dir,
@@ -261,6 +298,9 @@ impl Config {
             settle: i.settle.unwrap_or(Duration::from_secs(1)),
             limits,
             sources,
+            detect: Arc::new(file.detect),
+            webhooks,
+            give_up_after,
         })
     }
 
@@ -330,6 +370,50 @@ mod tests {
         let err =
             ConfigFile::parse("[ingest]\npoll_interval = \"soon\"\n", "t").expect_err("duration");
         assert!(err.to_string().contains("poll_interval"), "{err}");
+    }
+
+    #[test]
+    fn the_builtin_configuration_is_valid_and_watches_the_sample_role() {
+        let config = Config::from_file(ConfigFile::builtin(), &no_env).expect("valid");
+        let engine = config.detect.build().expect("rules");
+        assert_eq!(
+            engine.rule_ids(),
+            [
+                "unexpected_role_assumer",
+                "assume_role_denied",
+                "mongodb_drop",
+                "mongodb_user_change",
+                "mongodb_auth_failures",
+                "mongodb_unexpected_network"
+            ]
+        );
+    }
+
+    #[test]
+    fn detection_and_webhook_errors_name_their_field() {
+        let parse =
+            |text: &str| Config::from_file(ConfigFile::parse(text, "t").expect("parse"), &no_env);
+        let err = parse("[detect.mongodb_unexpected_network]\nallowed_cidrs = [\"10.0.0.0/33\"]\n")
+            .expect_err("cidr");
+        assert!(
+            err.to_string()
+                .starts_with("detect.mongodb_unexpected_network.allowed_cidrs"),
+            "{err}"
+        );
+        let err =
+            parse("[[detect.unexpected_role_assumer]]\nroles = [\"arn:aws:iam::1:role/x\"]\n")
+                .expect_err("expected");
+        assert!(
+            err.to_string()
+                .starts_with("detect.unexpected_role_assumer[0].expected"),
+            "{err}"
+        );
+        let err = parse("[[alerts.webhook]]\nname = \"pager\"\nurl_env = \"PAGER_URL\"\n")
+            .expect_err("url");
+        assert!(err.to_string().contains("PAGER_URL"), "{err}");
+        let err = ConfigFile::parse("[detect.mongodb_drop]\nenable = false\n", "t")
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("enable"), "{err}");
     }
 
     #[test]

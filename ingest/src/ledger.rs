@@ -13,9 +13,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
@@ -36,6 +36,9 @@ pub struct ObjectEntry {
     pub rejected_rows: u64,
     /// CloudTrail records dropped because another object holds the same event id.
     pub duplicate_events: u64,
+    /// Alerts its rows raised.
+    #[serde(default)]
+    pub alerts: u64,
     /// Bytes read from the source.
     pub bytes: u64,
     /// Lake files written, relative to the lake root.
@@ -82,7 +85,7 @@ fn store(action: &'static str) -> impl Fn(redb::Error) -> LedgerError {
 /// The ingestion checkpoint; see the module documentation.
 #[derive(Debug)]
 pub struct Ledger {
-    db: Database,
+    db: Arc<Database>,
     /// Event ids claimed by objects still in flight: id → object URI.
     pending: Mutex<HashMap<String, String>>,
 }
@@ -101,10 +104,11 @@ impl Ledger {
             .map_err(|e| store("creating tables")(e.into()))?;
         tx.open_table(EVENT_IDS)
             .map_err(|e| store("creating tables")(e.into()))?;
+        auditlake_detect::outbox::create_tables(&tx).map_err(store("creating tables"))?;
         tx.commit()
             .map_err(|e| store("creating tables")(e.into()))?;
         Ok(Ledger {
-            db,
+            db: Arc::new(db),
             pending: Mutex::new(HashMap::new()),
         })
     }
@@ -181,6 +185,11 @@ impl Ledger {
         Ok(keep)
     }
 
+    /// The database, shared with the alert outbox.
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
     /// Records object `uri` and the event ids its rows hold, atomically. Call only after the
     /// files listed in `entry` are durable.
     pub fn commit(
@@ -188,6 +197,18 @@ impl Ledger {
         uri: &str,
         entry: &ObjectEntry,
         event_ids: &[&str],
+    ) -> Result<(), LedgerError> {
+        self.commit_with(uri, entry, event_ids, &|_| Ok(()))
+    }
+
+    /// [`Ledger::commit`], with `also` writing more in the same transaction (detector state,
+    /// queued alerts), so that they become durable exactly when the object does.
+    pub fn commit_with(
+        &self,
+        uri: &str,
+        entry: &ObjectEntry,
+        event_ids: &[&str],
+        also: &dyn Fn(&WriteTransaction) -> Result<(), redb::Error>,
     ) -> Result<(), LedgerError> {
         let action = "committing an object";
         let bytes = serde_json::to_vec(entry).map_err(|source| LedgerError::Corrupt {
@@ -209,6 +230,7 @@ impl Ledger {
                 ids.insert(*id, uri).map_err(|e| store(action)(e.into()))?;
             }
         }
+        also(&tx).map_err(store(action))?;
         tx.commit().map_err(|e| store(action)(e.into()))?;
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         for id in event_ids {
@@ -252,6 +274,7 @@ mod tests {
             mongodb_audit_rows: 0,
             rejected_rows: 0,
             duplicate_events: 0,
+            alerts: 0,
             bytes: 10,
             files: vec![],
         }

@@ -9,9 +9,11 @@
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod deliveries;
 pub mod lake;
 pub mod ledger;
 pub mod pipeline;
+pub mod replay;
 pub mod sample;
 pub mod service;
 pub mod source;

@@ -20,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 use auditlake_schema as schema;
 
+use auditlake_detect::deliver::Webhook;
+use auditlake_detect::{Alert, Engine, outbox};
+use tokio::sync::Notify;
+
 use crate::decode::{self, DecodeLimits, Decoded, ObjectContext};
 use crate::lake::{self, writer::LakeWriter};
 use crate::ledger::{Ledger, LedgerError, ObjectEntry, ObjectStatus};
@@ -46,9 +50,10 @@ pub enum ObjectError {
         #[source]
         source: lake::writer::WriteError,
     },
-    #[error("dropping duplicate events of {uri}: {source}")]
-    Dedupe {
+    #[error("{action} for {uri}: {source}")]
+    Arrow {
         uri: String,
+        action: &'static str,
         #[source]
         source: arrow::error::ArrowError,
     },
@@ -65,7 +70,7 @@ impl ObjectError {
             ObjectError::Fetch(_) => "fetch",
             ObjectError::Decode { .. } => "decode",
             ObjectError::Write { .. } => "write",
-            ObjectError::Dedupe { .. } => "dedupe",
+            ObjectError::Arrow { .. } => "arrow",
             ObjectError::Ledger(_) => "ledger",
             ObjectError::Task { .. } => "task",
         }
@@ -99,6 +104,7 @@ pub struct IngestStats {
     pub rejected_rows: AtomicU64,
     pub duplicate_events: AtomicU64,
     pub digests: AtomicU64,
+    pub alerts: AtomicU64,
     /// True after a scan that found nothing new, nothing unsettled and no failure.
     pub idle: AtomicBool,
 }
@@ -112,6 +118,42 @@ pub struct ScanReport {
     pub unsettled: usize,
 }
 
+/// The rule engine and where its alerts go; shared by the objects in flight.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    pub engine: Arc<Mutex<Engine>>,
+    pub webhooks: Arc<Vec<Webhook>>,
+    /// Woken when alerts are queued.
+    pub wake: Arc<Notify>,
+}
+
+impl Detection {
+    fn observe(&self, table: &str, batch: &RecordBatch, now_micros: i64) -> Vec<Alert> {
+        let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+        engine.observe(table, batch, now_micros)
+    }
+
+    /// Saves the engine state and queues `alerts`, inside the ledger transaction `tx`.
+    fn persist(
+        &self,
+        tx: &redb::WriteTransaction,
+        alerts: &[Alert],
+        now_micros: i64,
+    ) -> Result<(), redb::Error> {
+        let state = self.engine.lock().unwrap_or_else(|p| p.into_inner()).save();
+        outbox::save_state(tx, &state)?;
+        let sinks_for = |a: &Alert| {
+            self.webhooks
+                .iter()
+                .filter(|w| w.takes(a))
+                .map(|w| w.name.clone())
+                .collect()
+        };
+        outbox::enqueue(tx, alerts, &sinks_for, now_micros)?;
+        Ok(())
+    }
+}
+
 /// The ingest pipeline; see the module documentation.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -121,6 +163,7 @@ pub struct Pipeline {
     concurrency: usize,
     stats: Arc<IngestStats>,
     attempts: Mutex<HashMap<String, u32>>,
+    detection: Option<Detection>,
 }
 
 /// What processing one object produced, before the ledger commit.
@@ -128,6 +171,7 @@ struct Outcome {
     entry: ObjectEntry,
     event_ids: Vec<String>,
     digest: bool,
+    alerts: Vec<Alert>,
 }
 
 impl Pipeline {
@@ -144,7 +188,18 @@ impl Pipeline {
             concurrency: concurrency.max(1),
             stats: Arc::default(),
             attempts: Mutex::default(),
+            detection: None,
         }
+    }
+
+    /// Runs `detection` on every batch this pipeline persists.
+    pub fn with_detection(mut self, detection: Detection) -> Self {
+        self.detection = Some(detection);
+        self
+    }
+
+    pub fn detection(&self) -> Option<&Detection> {
+        self.detection.as_ref()
     }
 
     pub fn stats(&self) -> &Arc<IngestStats> {
@@ -243,10 +298,27 @@ impl Pipeline {
         let writer = self.writer.clone();
         let limits = self.limits;
         let task_object = object.clone();
+        let detection = self.detection.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            let outcome = process(&ledger, &writer, limits, &task_object, kind, format, &bytes)?;
+            let now = chrono::Utc::now().timestamp_micros();
+            let outcome = process(
+                &ledger,
+                &writer,
+                detection.as_ref(),
+                limits,
+                &task_object,
+                kind,
+                format,
+                &bytes,
+                now,
+            )?;
             let ids: Vec<&str> = outcome.event_ids.iter().map(String::as_str).collect();
-            ledger.commit(&task_object.uri, &outcome.entry, &ids)?;
+            match &detection {
+                Some(d) => ledger.commit_with(&task_object.uri, &outcome.entry, &ids, &|tx| {
+                    d.persist(tx, &outcome.alerts, now)
+                })?,
+                None => ledger.commit(&task_object.uri, &outcome.entry, &ids)?,
+            }
             Ok::<_, ObjectError>(outcome)
         })
         .await
@@ -259,6 +331,16 @@ impl Pipeline {
         let e = &outcome.entry;
         if outcome.digest {
             s.digests.fetch_add(1, Ordering::Relaxed);
+        }
+        if !outcome.alerts.is_empty() {
+            s.alerts
+                .fetch_add(outcome.alerts.len() as u64, Ordering::Relaxed);
+            for alert in &outcome.alerts {
+                tracing::warn!(rule = %alert.rule_id, severity = alert.severity.as_str(), alert_id = %alert.alert_id, summary = %alert.summary, "alert");
+            }
+            if let Some(d) = &self.detection {
+                d.wake.notify_one();
+            }
         }
         s.objects_ingested.fetch_add(1, Ordering::Relaxed);
         s.cloudtrail_rows
@@ -337,20 +419,24 @@ fn empty_entry() -> ObjectEntry {
         mongodb_audit_rows: 0,
         rejected_rows: 0,
         duplicate_events: 0,
+        alerts: 0,
         bytes: 0,
         files: Vec::new(),
     }
 }
 
-/// Decode, dedupe and write one object; the blocking half of [`Pipeline::try_ingest`].
+/// Decode, dedupe, detect and write one object; the blocking half of [`Pipeline::try_ingest`].
+#[allow(clippy::too_many_arguments)]
 fn process(
     ledger: &Ledger,
     writer: &LakeWriter,
+    detection: Option<&Detection>,
     limits: DecodeLimits,
     object: &SourceObject,
     kind: ObjectKind,
     format: decode::Format,
     bytes: &[u8],
+    now_micros: i64,
 ) -> Result<Outcome, ObjectError> {
     let atlas = match &kind {
         ObjectKind::AtlasAudit(ctx) => Some(ctx.clone()),
@@ -358,7 +444,7 @@ fn process(
     };
     let ctx = ObjectContext {
         source_uri: &object.uri,
-        ingested_at_micros: chrono::Utc::now().timestamp_micros(),
+        ingested_at_micros: now_micros,
         atlas,
     };
     let decoded: Decoded =
@@ -391,14 +477,30 @@ fn process(
             Ok(batch.num_rows() as u64)
         };
 
+    let mut alerts = Vec::new();
     if let Some(batch) = &decoded.cloudtrail {
         let (kept, ids, duplicates) = drop_duplicate_events(ledger, &object.uri, batch)?;
         entry.duplicate_events = duplicates;
         event_ids = ids;
+        if let Some(d) = detection {
+            alerts.extend(d.observe(schema::CLOUDTRAIL, &kept, now_micros));
+        }
         entry.cloudtrail_rows = write(schema::CLOUDTRAIL, &kept, &mut entry)?;
     }
     if let Some(batch) = &decoded.mongodb_audit {
+        if let Some(d) = detection {
+            alerts.extend(d.observe(schema::MONGODB_AUDIT, batch, now_micros));
+        }
         entry.mongodb_audit_rows = write(schema::MONGODB_AUDIT, batch, &mut entry)?;
+    }
+    if !alerts.is_empty() {
+        let batch =
+            auditlake_detect::alert::to_batch(&alerts).map_err(|source| ObjectError::Arrow {
+                uri: object.uri.clone(),
+                action: "building alert rows",
+                source,
+            })?;
+        entry.alerts = write(schema::ALERTS, &batch, &mut entry)?;
     }
     if let Some(batch) = &decoded.rejected {
         entry.rejected_rows = write(schema::REJECTED, batch, &mut entry)?;
@@ -407,6 +509,7 @@ fn process(
         entry,
         event_ids,
         digest: decoded.digest,
+        alerts,
     })
 }
 
@@ -432,8 +535,9 @@ fn drop_duplicate_events(
         return Ok((batch.clone(), kept_ids, 0));
     }
     let mask = BooleanArray::from(keep);
-    let kept = filter_record_batch(batch, &mask).map_err(|source| ObjectError::Dedupe {
+    let kept = filter_record_batch(batch, &mask).map_err(|source| ObjectError::Arrow {
         uri: uri.to_owned(),
+        action: "dropping duplicate events",
         source,
     })?;
     debug_assert_eq!(kept.num_rows(), mask.true_count());

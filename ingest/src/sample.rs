@@ -7,6 +7,7 @@
 //! - the cross-account `ci-deployer` role (444455556666) assumes it four times (two CloudTrail
 //!   events sharing a `sharedEventID`, one in each account's log) and connects over the VPN;
 //! - the IAM user `alice` assumes it once, unexpectedly, and connects from outside the networks;
+//!   `bob` tries and is refused;
 //! - a `dropDatabase` and a `createUser` granting `root`, by a break-glass user;
 //! - a burst of 30 failed logins from one IP;
 //! - background API calls, five events CloudTrail delivers twice, events delivered late, digest
@@ -37,6 +38,8 @@ pub const LAMBDA_ROLE: &str = "arn:aws:iam::111122223333:role/service-role/order
 pub const CI_ROLE: &str = "arn:aws:iam::444455556666:role/ci-deployer";
 /// The IAM user who should not assume it.
 pub const UNEXPECTED_USER: &str = "arn:aws:iam::111122223333:user/alice";
+/// The IAM user refused when trying to assume it.
+pub const DENIED_USER: &str = "arn:aws:iam::111122223333:user/bob";
 /// IP of the failed-login burst.
 pub const BURST_IP: &str = "203.0.113.77";
 const REGION: &str = "us-east-1";
@@ -86,6 +89,8 @@ pub struct Manifest {
     pub assume_role_by_lambda: usize,
     pub assume_role_by_ci: usize,
     pub assume_role_by_unexpected: usize,
+    /// Refused `AssumeRole` attempts into the database role.
+    pub assume_role_denied: usize,
     pub failed_logins_in_burst: usize,
 }
 
@@ -355,6 +360,27 @@ impl Generator {
         );
         self.push_ct(ACCOUNT, time, record);
         self.manifest.assume_role_by_unexpected += 1;
+        // Bob tries too, and is refused.
+        let bob_time = self.day + Duration::minutes(9 * 60 + 41) + Duration::seconds(30);
+        let bob = json!({"type": "IAMUser", "principalId": "AIDAEXAMPLEBOB000001", "arn": DENIED_USER,
+            "accountId": ACCOUNT, "accessKeyId": "AKIAEXAMPLEBOB000001", "userName": "bob"});
+        let mut record = self.assume_role(
+            bob_time,
+            bob,
+            "198.51.100.80",
+            "aws-cli/2.22.4 md/command#sts.assume-role",
+            "bob",
+            ACCOUNT,
+        );
+        record["errorCode"] = json!("AccessDenied");
+        record["errorMessage"] = json!(format!(
+            "User: {DENIED_USER} is not authorized to perform: sts:AssumeRole on resource: {MONGO_ROLE}"
+        ));
+        if let Some(r) = record.as_object_mut() {
+            r.remove("responseElements");
+        }
+        self.push_ct(ACCOUNT, bob_time, record);
+        self.manifest.assume_role_denied += 1;
         self.db_session(
             1,
             time + Duration::seconds(40),

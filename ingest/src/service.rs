@@ -10,6 +10,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use std::sync::Mutex;
+
+use auditlake_detect::deliver::Deliverer;
+use auditlake_detect::outbox;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +23,7 @@ use auditlake_query::http::{ApiState, StatusSource, router};
 use crate::config::{Config, SourceSpec};
 use crate::lake::writer::LakeWriter;
 use crate::ledger::{Ledger, ObjectStatus};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Detection, Pipeline};
 use crate::source::LogSource;
 use crate::source::folder::FolderSource;
 
@@ -48,13 +52,18 @@ pub enum ServiceError {
     },
     #[error("HTTP server: {0}")]
     Http(#[source] std::io::Error),
+    #[error(transparent)]
+    Detect(auditlake_detect::config::DetectConfigError),
+    #[error("reading detector state: {0}")]
+    DetectState(#[source] redb::Error),
 }
 
-/// The pipeline and the sources it scans: what both `serve` and `ingest` need.
+/// The pipeline, the sources it scans and the alert deliverer: what `serve` and `ingest` need.
 #[derive(Debug)]
 pub struct Ingestion {
     pub pipeline: Arc<Pipeline>,
     pub sources: Vec<Arc<dyn LogSource>>,
+    pub deliverer: Deliverer,
 }
 
 /// Opens the lake writer, ledger and sources of `config`.
@@ -65,12 +74,25 @@ pub fn open_pipeline(config: &Config) -> Result<Ingestion, ServiceError> {
     })?;
     let ledger = Arc::new(Ledger::open(&config.state_dir.join("ledger.redb"))?);
     let writer = LakeWriter::create(&config.lake)?;
-    let pipeline = Arc::new(Pipeline::new(
-        ledger,
-        writer,
-        config.limits.into(),
-        config.concurrency,
-    ));
+    let mut engine = config.detect.build().map_err(ServiceError::Detect)?;
+    let saved = outbox::load_state(ledger.database()).map_err(ServiceError::DetectState)?;
+    if let Some(state) = saved {
+        engine.restore(state);
+    }
+    let deliverer = Deliverer::new(
+        ledger.database().clone(),
+        config.webhooks.clone(),
+        config.give_up_after,
+    );
+    let detection = Detection {
+        engine: Arc::new(Mutex::new(engine)),
+        webhooks: Arc::new(config.webhooks.clone()),
+        wake: deliverer.waker(),
+    };
+    let pipeline = Arc::new(
+        Pipeline::new(ledger, writer, config.limits.into(), config.concurrency)
+            .with_detection(detection),
+    );
     let mut sources: Vec<Arc<dyn LogSource>> = Vec::new();
     for spec in &config.sources {
         match spec {
@@ -86,7 +108,11 @@ pub fn open_pipeline(config: &Config) -> Result<Ingestion, ServiceError> {
             }
         }
     }
-    Ok(Ingestion { pipeline, sources })
+    Ok(Ingestion {
+        pipeline,
+        sources,
+        deliverer,
+    })
 }
 
 /// Binds and runs the service of `config` until `shutdown` completes.
@@ -104,6 +130,7 @@ pub struct Service {
     listener: TcpListener,
     pipeline: Arc<Pipeline>,
     sources: Vec<Arc<dyn LogSource>>,
+    deliverer: Deliverer,
     engine: QueryEngine,
 }
 
@@ -119,8 +146,8 @@ impl StatusSource for ServiceStatus {
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         let mut totals = serde_json::Map::new();
         let mut objects_by_kind: std::collections::BTreeMap<String, u64> = Default::default();
-        let (mut ct, mut mongo, mut rejected, mut dups, mut failed) =
-            (0u64, 0u64, 0u64, 0u64, 0u64);
+        let (mut ct, mut mongo, mut rejected, mut dups, mut failed, mut alerts) =
+            (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
         match self.pipeline.ledger().entries() {
             Ok(entries) => {
                 for (_, e) in &entries {
@@ -129,6 +156,7 @@ impl StatusSource for ServiceStatus {
                     mongo += e.mongodb_audit_rows;
                     rejected += e.rejected_rows;
                     dups += e.duplicate_events;
+                    alerts += e.alerts;
                     failed += u64::from(e.status == ObjectStatus::Failed);
                 }
                 totals.insert("objects".into(), entries.len().into());
@@ -143,6 +171,14 @@ impl StatusSource for ServiceStatus {
         totals.insert("mongodb_audit_rows".into(), mongo.into());
         totals.insert("rejected_rows".into(), rejected.into());
         totals.insert("duplicate_events".into(), dups.into());
+        totals.insert("alerts".into(), alerts.into());
+        let mut deliveries: std::collections::BTreeMap<&str, u64> = Default::default();
+        if let Ok(rows) = outbox::all(self.pipeline.ledger().database()) {
+            for row in rows {
+                *deliveries.entry(row.state.as_str()).or_default() += 1;
+            }
+        }
+        totals.insert("alert_deliveries".into(), serde_json::json!(deliveries));
         serde_json::json!({
             "idle": s.idle.load(Ordering::Relaxed),
             "sources": self.sources,
@@ -158,6 +194,7 @@ impl StatusSource for ServiceStatus {
                 "rejected_rows": load(&s.rejected_rows),
                 "duplicate_events": load(&s.duplicate_events),
                 "digests": load(&s.digests),
+                "alerts": load(&s.alerts),
             },
             "lake": totals,
         })
@@ -167,8 +204,13 @@ impl StatusSource for ServiceStatus {
 impl Service {
     /// Opens everything `config` names and binds the HTTP listener.
     pub async fn bind(config: Config) -> Result<Self, ServiceError> {
-        let Ingestion { pipeline, sources } = open_pipeline(&config)?;
+        let Ingestion {
+            pipeline,
+            sources,
+            deliverer,
+        } = open_pipeline(&config)?;
         let engine = QueryEngine::open(&config.lake).await?;
+        crate::deliveries::register(&engine, pipeline.ledger().database().clone())?;
         let listener = TcpListener::bind(config.http_listen)
             .await
             .map_err(|source| ServiceError::Bind {
@@ -180,6 +222,7 @@ impl Service {
             listener,
             pipeline,
             sources,
+            deliverer,
             engine,
         })
     }
@@ -213,6 +256,8 @@ impl Service {
             self.config.poll_interval,
             stop.clone(),
         ));
+        let deliver_stop = CancellationToken::new();
+        let deliver = tokio::spawn(self.deliverer.run(deliver_stop.clone()));
         let http_stop = CancellationToken::new();
         let http = {
             let http_stop = http_stop.clone();
@@ -230,6 +275,10 @@ impl Service {
         stop.cancel();
         if let Err(e) = ingest.await {
             tracing::error!(error = %e, "ingest loop ended abnormally");
+        }
+        deliver_stop.cancel();
+        if let Err(e) = deliver.await {
+            tracing::error!(error = %e, "alert delivery ended abnormally");
         }
         http_stop.cancel();
         match http.await {

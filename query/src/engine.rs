@@ -147,6 +147,22 @@ impl QueryEngine {
         })
     }
 
+    /// Registers a table that is not in the lake (see [`crate::live`]).
+    pub fn register_live(
+        &self,
+        name: &str,
+        table: crate::live::LiveTable,
+    ) -> Result<(), QueryError> {
+        self.ctx
+            .register_table(name, Arc::new(table))
+            .map(|_| ())
+            .map_err(|e| QueryError::Open {
+                table: name.to_owned(),
+                path: String::new(),
+                message: e.to_string(),
+            })
+    }
+
     /// The lake root this engine reads.
     pub fn root(&self) -> &Path {
         &self.root
@@ -167,10 +183,40 @@ impl QueryEngine {
         Ok(QueryOutput { schema, batches })
     }
 
-    /// Every lake table with its columns, partition columns included.
+    /// Runs one read-only statement and streams its rows.
+    pub async fn stream(
+        &self,
+        sql: &str,
+    ) -> Result<datafusion::physical_plan::SendableRecordBatchStream, QueryError> {
+        let frame = self
+            .ctx
+            .sql_with_options(sql, read_only())
+            .await
+            .map_err(|e| QueryError::Rejected(e.to_string()))?;
+        frame
+            .execute_stream()
+            .await
+            .map_err(|e| QueryError::Execution(e.to_string()))
+    }
+
+    /// Every table with its columns (partition columns included): the lake's tables first, then
+    /// the live ones.
     pub async fn tables(&self) -> Vec<TableInfo> {
+        let mut names: Vec<String> = schema::TABLES.iter().map(|t| (*t).to_owned()).collect();
+        let mut others: Vec<String> = self
+            .ctx
+            .catalog("auditlake")
+            .and_then(|c| c.schema("lake"))
+            .map(|s| s.table_names())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| !names.contains(n))
+            .collect();
+        others.sort();
+        names.extend(others);
         let mut out = Vec::new();
-        for table in schema::TABLES {
+        for table in &names {
+            let table = table.as_str();
             let Ok(provider) = self.ctx.table_provider(table).await else {
                 continue;
             };

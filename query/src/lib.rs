@@ -9,5 +9,6 @@
 pub mod engine;
 pub mod format;
 pub mod http;
+pub mod live;
 
 pub use engine::{QueryEngine, QueryError};

@@ -159,13 +159,12 @@ static ALERTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("rule_id", DataType::Utf8, false),
         Field::new("severity", DataType::Utf8, false),
         ts("alert_time", false),
-        ts("event_time", true),
+        ts("event_time", false),
         Field::new("summary", DataType::Utf8, false),
         utf8("entity"),
         utf8("dedup_key"),
         utf8_list("evidence_event_ids"),
         utf8("evidence"),
-        utf8("delivery_state"),
     ]))
 });
 
@@ -186,7 +185,7 @@ pub fn time_column(table: &str) -> Option<&'static str> {
         CLOUDTRAIL => Some("event_time"),
         MONGODB_AUDIT => Some("ts"),
         REJECTED => Some("ingested_at"),
-        ALERTS => Some("alert_time"),
+        ALERTS => Some("event_time"),
         _ => None,
     }
 }
