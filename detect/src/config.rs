@@ -110,6 +110,10 @@ pub struct MongodbDropConfig {
     /// Drops that are expected.
     #[serde(default)]
     pub exceptions: Vec<DropExceptionConfig>,
+    /// The same user's same drop command within this window is one alert. Default: every drop
+    /// alerts.
+    #[serde(default, with = "humantime_serde")]
+    pub dedup_window: Option<Duration>,
 }
 
 impl Default for MongodbDropConfig {
@@ -118,6 +122,7 @@ impl Default for MongodbDropConfig {
             enabled: true,
             atypes: None,
             exceptions: Vec::new(),
+            dedup_window: None,
         }
     }
 }
@@ -141,6 +146,10 @@ pub struct MongodbUserChangeConfig {
     /// Roles whose grant is critical. Default `root`, `atlasAdmin`, `*AnyDatabase`,
     /// `userAdmin*`, `dbOwner`, `clusterAdmin`, `__system`.
     pub privileged_roles: Option<Vec<String>>,
+    /// The same user's same command within this window is one alert. Default: every change
+    /// alerts.
+    #[serde(default, with = "humantime_serde")]
+    pub dedup_window: Option<Duration>,
 }
 
 impl Default for MongodbUserChangeConfig {
@@ -149,6 +158,7 @@ impl Default for MongodbUserChangeConfig {
             enabled: true,
             atypes: None,
             privileged_roles: None,
+            dedup_window: None,
         }
     }
 }
@@ -174,6 +184,9 @@ pub struct MongodbUnexpectedNetworkConfig {
     pub enabled: bool,
     /// Networks authentications may come from.
     pub allowed_cidrs: Vec<String>,
+    /// One alert per (user, address) within this window. Default `1d` (UTC days).
+    #[serde(default, with = "humantime_serde")]
+    pub dedup_window: Option<Duration>,
 }
 
 const USER_CHANGE_ATYPES: &[&str] = &[
@@ -294,6 +307,7 @@ impl DetectConfig {
                             .map_or_else(any, |n| Patterns::new(std::slice::from_ref(n))),
                     })
                     .collect(),
+                dedup_window_micros: drop.dedup_window.map(micros),
             }));
         }
         let change = &self.mongodb_user_change;
@@ -310,6 +324,7 @@ impl DetectConfig {
                         .clone()
                         .unwrap_or_else(|| strings(PRIVILEGED_ROLES)),
                 ),
+                dedup_window_micros: change.dedup_window.map(micros),
             }));
         }
         if let Some(c) = self.mongodb_auth_failures.as_ref().filter(|c| c.enabled) {
@@ -346,9 +361,17 @@ impl DetectConfig {
                     "name at least one network",
                 ));
             }
+            let window = c.dedup_window.unwrap_or(Duration::from_secs(86_400));
+            if window.is_zero() {
+                return Err(invalid(
+                    "detect.mongodb_unexpected_network.dedup_window",
+                    "must be more than zero",
+                ));
+            }
             rules.push(Box::new(MongodbUnexpectedNetwork {
                 id: "mongodb_unexpected_network".into(),
                 allowed,
+                dedup_window_micros: micros(window),
             }));
         }
         Ok(Engine::new(rules))

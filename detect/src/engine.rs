@@ -60,6 +60,8 @@ impl Engine {
     pub fn observe(&mut self, table: &str, batch: &RecordBatch, now_micros: i64) -> Vec<Alert> {
         let mut alerts = Vec::new();
         let mut findings = Vec::new();
+        // Within one call the same alert is raised once, whoever owns it.
+        let mut raised = std::collections::HashSet::new();
         for rule in self.rules.iter_mut().filter(|r| r.table() == table) {
             findings.clear();
             rule.observe(batch, &mut findings);
@@ -79,7 +81,7 @@ impl Engine {
                     owner: owner.clone(),
                     event_time_micros: event_time,
                 });
-                if claim.owner != owner {
+                if claim.owner != owner || !raised.insert(id.clone()) {
                     continue;
                 }
                 self.latest_event_micros = self.latest_event_micros.max(event_time);

@@ -42,3 +42,6 @@ pub trait Rule: Send + std::fmt::Debug {
 pub fn short_name(arn: &str) -> &str {
     arn.rsplit(['/', ':']).next().unwrap_or(arn)
 }
+
+#[cfg(test)]
+mod tests;

@@ -23,6 +23,8 @@ pub struct MongodbDrop {
     pub id: String,
     pub atypes: Vec<String>,
     pub exceptions: Vec<DropException>,
+    /// With a window, the same user's same command within one window is one alert.
+    pub dedup_window_micros: Option<i64>,
 }
 
 /// Who did it, as `user@db`, and the time and key parts every database rule uses.
@@ -31,6 +33,18 @@ fn actor(rows: &Rows<'_>, row: usize) -> String {
         (Some(u), Some(db)) => format!("{u}@{db}"),
         (Some(u), None) => u.to_owned(),
         _ => "an unauthenticated client".to_owned(),
+    }
+}
+
+/// One key per event, or per (user, command, window) when a window is set.
+fn dedup_key(rows: &Rows<'_>, row: usize, who: &str, window: Option<i64>) -> String {
+    match window {
+        Some(w) if w > 0 => format!(
+            "{who}|{}|{}",
+            rows.str("atype", row).unwrap_or("-"),
+            rows.time("ts", row).unwrap_or_default().div_euclid(w)
+        ),
+        _ => position_key(rows, row),
     }
 }
 
@@ -94,7 +108,7 @@ impl Rule for MongodbDrop {
                     rows.str("remote_ip_text", row)
                         .unwrap_or("an unknown address")
                 ),
-                dedup_key: position_key(&rows, row),
+                dedup_key: dedup_key(&rows, row, &who, self.dedup_window_micros),
                 evidence: vec![rows.evidence(row, "ts")],
             });
         }
@@ -108,6 +122,8 @@ pub struct MongodbUserChange {
     pub atypes: Vec<String>,
     /// Roles whose grant raises the severity to critical.
     pub privileged_roles: Patterns,
+    /// With a window, the same user's same command within one window is one alert.
+    pub dedup_window_micros: Option<i64>,
 }
 
 /// Role names in `param.roles` (`[{role, db}]` or `["name"]`) and `param.privileges`-less forms.
@@ -198,7 +214,7 @@ impl Rule for MongodbUserChange {
                 severity,
                 entity: who.clone(),
                 summary: format!("{who} ran {atype} on {target}{detail}{}", place(&rows, row)),
-                dedup_key: position_key(&rows, row),
+                dedup_key: dedup_key(&rows, row, &who, self.dedup_window_micros),
                 evidence: vec![rows.evidence(row, "ts")],
             });
         }

@@ -11,14 +11,13 @@ use crate::alert::{Finding, Severity};
 use crate::pattern::Networks;
 use crate::rows::Rows;
 
-/// Microseconds in a day: one alert per (user, address) per UTC day.
-const DAY_MICROS: i64 = 86_400_000_000;
-
 /// `mongodb_unexpected_network`.
 #[derive(Debug)]
 pub struct MongodbUnexpectedNetwork {
     pub id: String,
     pub allowed: Networks,
+    /// One alert per (user, address) per window of event time.
+    pub dedup_window_micros: i64,
 }
 
 impl Rule for MongodbUnexpectedNetwork {
@@ -65,7 +64,10 @@ impl Rule for MongodbUnexpectedNetwork {
                 summary: format!(
                     "{user} authenticated{cluster} from {ip}, outside the allowed networks{app}"
                 ),
-                dedup_key: format!("{user}|{ip}|{}", time.div_euclid(DAY_MICROS)),
+                dedup_key: format!(
+                    "{user}|{ip}|{}",
+                    time.div_euclid(self.dedup_window_micros.max(1))
+                ),
                 evidence: vec![rows.evidence(row, "ts")],
             });
         }

@@ -1,0 +1,451 @@
+//! Rule behaviour on hand-made rows, one property per test.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, Int64Array, ListBuilder, StringArray, StringBuilder,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+
+use auditlake_schema as schema;
+
+use crate::config::DetectConfig;
+use crate::engine::Engine;
+
+/// A batch of `table` with the given cells; every other cell is null.
+fn batch(table: &str, rows: &[Vec<(&str, &str)>]) -> RecordBatch {
+    let schema = schema::file_schema(table).expect("schema");
+    let cell = |row: &Vec<(&str, &str)>, name: &str| {
+        row.iter()
+            .find(|(c, _)| *c == name)
+            .map(|(_, v)| (*v).to_owned())
+    };
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let values: Vec<Option<String>> = rows.iter().map(|r| cell(r, f.name())).collect();
+            let array: ArrayRef = match f.data_type() {
+                DataType::Utf8 => Arc::new(StringArray::from(values)),
+                DataType::Int32 => Arc::new(Int32Array::from(
+                    values
+                        .iter()
+                        .map(|v| v.as_ref().and_then(|v| v.parse().ok()))
+                        .collect::<Vec<_>>(),
+                )),
+                DataType::Int64 => Arc::new(Int64Array::from(
+                    values
+                        .iter()
+                        .map(|v| Some(v.as_ref().and_then(|v| v.parse().ok()).unwrap_or(0)))
+                        .collect::<Vec<_>>(),
+                )),
+                DataType::Boolean => Arc::new(BooleanArray::from(
+                    values
+                        .iter()
+                        .map(|v| v.as_ref().map(|v| v == "true"))
+                        .collect::<Vec<_>>(),
+                )),
+                DataType::Timestamp(_, _) => Arc::new(
+                    TimestampMicrosecondArray::from(
+                        values
+                            .iter()
+                            .map(|v| Some(v.as_ref().and_then(|v| v.parse().ok()).unwrap_or(0)))
+                            .collect::<Vec<_>>(),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                DataType::List(item) => {
+                    let mut b = ListBuilder::new(StringBuilder::new()).with_field(item.clone());
+                    for _ in &values {
+                        b.append(true);
+                    }
+                    Arc::new(b.finish())
+                }
+                other => panic!("no test builder for {other}"),
+            };
+            array
+        })
+        .collect();
+    RecordBatch::try_new(schema, columns).expect("batch")
+}
+
+fn engine(toml_text: &str) -> Engine {
+    let config: DetectConfig = toml::from_str(toml_text).expect("config");
+    config.build().expect("rules")
+}
+
+const WATCH: &str = r#"
+[[unexpected_role_assumer]]
+roles = ["arn:aws:iam::111122223333:role/db-*"]
+expected = ["arn:aws:iam::111122223333:role/app", "arn:aws:iam::444455556666:role/ci"]
+"#;
+
+fn assume(
+    event_id: &'static str,
+    shared: Option<&'static str>,
+    identity: &[(&'static str, &'static str)],
+    uri: &'static str,
+) -> Vec<(&'static str, &'static str)> {
+    let mut row = vec![
+        ("event_source", "sts.amazonaws.com"),
+        ("event_name", "AssumeRole"),
+        ("role_arn", "arn:aws:iam::111122223333:role/db-access"),
+        ("event_time", "1000000"),
+        ("source_uri", uri),
+        ("source_index", "0"),
+    ];
+    row.push(("event_id", event_id));
+    if let Some(s) = shared {
+        row.push(("shared_event_id", s));
+    }
+    row.extend_from_slice(identity);
+    row
+}
+
+#[test]
+fn expected_roles_sessions_and_accounts_pass_and_a_stranger_alerts_once_across_accounts() {
+    let mut e = engine(WATCH);
+    let app_session = [
+        ("user_type", "AssumedRole"),
+        ("user_arn", "arn:aws:sts::111122223333:assumed-role/app/s"),
+        ("session_issuer_arn", "arn:aws:iam::111122223333:role/app"),
+    ];
+    let ci_owner_copy = [
+        ("user_type", "AWSAccount"),
+        ("user_account_id", "444455556666"),
+    ];
+    let stranger_caller = [
+        ("user_type", "AssumedRole"),
+        ("user_arn", "arn:aws:sts::777788889999:assumed-role/x/s"),
+        ("session_issuer_arn", "arn:aws:iam::777788889999:role/x"),
+        ("user_account_id", "777788889999"),
+    ];
+    let stranger_owner = [
+        ("user_type", "AWSAccount"),
+        ("user_account_id", "777788889999"),
+    ];
+    let rows = vec![
+        assume("e1", None, &app_session, "s3://b/1"),
+        assume("e2", Some("shared-ci"), &ci_owner_copy, "s3://b/1"),
+        assume("e3", Some("shared-x"), &stranger_owner, "s3://b/1"),
+        assume("e4", Some("shared-x"), &stranger_caller, "s3://b/1"),
+    ];
+    let alerts = e.observe(schema::CLOUDTRAIL, &batch(schema::CLOUDTRAIL, &rows), 0);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0].rule_id, "unexpected_role_assumer");
+    assert_eq!(alerts[0].dedup_key, "shared-x");
+    // Another object delivering the same pair raises nothing; the owner's redo raises it again.
+    assert!(
+        e.observe(
+            schema::CLOUDTRAIL,
+            &batch(
+                schema::CLOUDTRAIL,
+                &[assume("e4", Some("shared-x"), &stranger_caller, "s3://b/2")]
+            ),
+            0
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        e.observe(schema::CLOUDTRAIL, &batch(schema::CLOUDTRAIL, &rows), 0)
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn unwatched_roles_and_denied_calls_do_not_count_as_assumptions() {
+    let mut e = engine(WATCH);
+    let stranger = [
+        ("user_type", "IAMUser"),
+        ("user_arn", "arn:aws:iam::111122223333:user/eve"),
+    ];
+    let mut other_role = assume("e1", None, &stranger, "u");
+    other_role.retain(|(c, _)| *c != "role_arn");
+    other_role.push(("role_arn", "arn:aws:iam::111122223333:role/other"));
+    let mut denied = assume("e2", None, &stranger, "u");
+    denied.push(("error_code", "AccessDenied"));
+    let alerts = e.observe(
+        schema::CLOUDTRAIL,
+        &batch(schema::CLOUDTRAIL, &[other_role, denied]),
+        0,
+    );
+    let rules: Vec<&str> = alerts.iter().map(|a| a.rule_id.as_str()).collect();
+    assert_eq!(
+        rules,
+        ["assume_role_denied"],
+        "the denied call is its own rule's alert only"
+    );
+}
+
+#[test]
+fn first_seen_learns_then_alerts_on_a_new_expected_principal() {
+    let mut e = engine(
+        r#"
+[[unexpected_role_assumer]]
+roles = ["arn:aws:iam::111122223333:role/db-*"]
+expected = ["111122223333"]
+first_seen = true
+learning_period = "1h"
+"#,
+    );
+    let a = [
+        ("user_type", "IAMUser"),
+        ("user_arn", "arn:aws:iam::111122223333:user/a"),
+        ("user_account_id", "111122223333"),
+    ];
+    let b = [
+        ("user_type", "IAMUser"),
+        ("user_arn", "arn:aws:iam::111122223333:user/b"),
+        ("user_account_id", "111122223333"),
+    ];
+    let at = |mut row: Vec<(&'static str, &'static str)>, t: &'static str| {
+        row.retain(|(c, _)| *c != "event_time");
+        row.push(("event_time", t));
+        row
+    };
+    let learning = vec![at(assume("e1", None, &a, "u"), "0")];
+    assert!(
+        e.observe(schema::CLOUDTRAIL, &batch(schema::CLOUDTRAIL, &learning), 0)
+            .is_empty()
+    );
+    let later = vec![
+        at(assume("e2", None, &a, "u"), "7200000000"),
+        at(assume("e3", None, &b, "u"), "7200000000"),
+    ];
+    let alerts = e.observe(schema::CLOUDTRAIL, &batch(schema::CLOUDTRAIL, &later), 0);
+    assert_eq!(alerts.len(), 1);
+    assert!(
+        alerts[0].summary.contains("first time"),
+        "{}",
+        alerts[0].summary
+    );
+    // The state survives a save and restore.
+    let state = e.save();
+    let mut restored = engine(
+        "[[unexpected_role_assumer]]\nroles = [\"arn:aws:iam::111122223333:role/db-*\"]\nexpected = [\"111122223333\"]\nfirst_seen = true\nlearning_period = \"1h\"\n",
+    );
+    restored.restore(state);
+    let again = vec![at(assume("e4", None, &b, "u2"), "9000000000")];
+    assert!(
+        restored
+            .observe(schema::CLOUDTRAIL, &batch(schema::CLOUDTRAIL, &again), 0)
+            .is_empty(),
+        "b is known now"
+    );
+}
+
+fn auth(
+    ts: &'static str,
+    index: &'static str,
+    result: &'static str,
+) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("atype", "authenticate"),
+        ("ts", ts),
+        ("result", result),
+        ("user", "admin"),
+        ("remote_ip", "203.0.113.9"),
+        ("remote_ip_text", "203.0.113.9"),
+        ("source_uri", "file:///a"),
+        ("source_index", index),
+    ]
+}
+
+#[test]
+fn auth_failures_alert_once_per_burst_and_not_below_threshold() {
+    let text = "[mongodb_auth_failures]\nthreshold = 3\nwindow = \"1m\"\n[mongodb_drop]\nenabled = false\n[mongodb_user_change]\nenabled = false\n[assume_role_denied]\nenabled = false\n";
+    let mut e = engine(text);
+    let two = vec![
+        auth("0", "1", "18"),
+        auth("1000000", "2", "18"),
+        auth("2000000", "3", "0"),
+    ];
+    assert!(
+        e.observe(
+            schema::MONGODB_AUDIT,
+            &batch(schema::MONGODB_AUDIT, &two),
+            0
+        )
+        .is_empty()
+    );
+    // The third failure within the minute alerts; more of the same burst do not; the same rows
+    // seen again change nothing.
+    let more = vec![
+        auth("30000000", "4", "18"),
+        auth("31000000", "5", "18"),
+        auth("32000000", "6", "18"),
+    ];
+    assert_eq!(
+        e.observe(
+            schema::MONGODB_AUDIT,
+            &batch(schema::MONGODB_AUDIT, &more),
+            0
+        )
+        .len(),
+        1
+    );
+    assert!(
+        e.observe(
+            schema::MONGODB_AUDIT,
+            &batch(schema::MONGODB_AUDIT, &more),
+            0
+        )
+        .is_empty()
+    );
+    // A new burst an hour later is a new alert.
+    let later = vec![
+        auth("3600000000", "7", "18"),
+        auth("3601000000", "8", "18"),
+        auth("3602000000", "9", "18"),
+    ];
+    assert_eq!(
+        e.observe(
+            schema::MONGODB_AUDIT,
+            &batch(schema::MONGODB_AUDIT, &later),
+            0
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn drops_honour_exceptions_and_failed_commands_do_not_alert() {
+    let text = "[mongodb_drop]\nexceptions = [{ user = \"etl@admin\", ns = \"staging_*\" }]\n";
+    let mut e = engine(text);
+    let drop = |user: &'static str, ns: &'static str, result: &'static str, index: &'static str| {
+        vec![
+            ("atype", "dropCollection"),
+            ("user", user),
+            ("user_db", "admin"),
+            ("ns", ns),
+            ("result", result),
+            ("ts", index),
+            ("source_uri", "u"),
+            ("source_index", index),
+        ]
+    };
+    let rows = vec![
+        drop("etl", "staging_x.t", "0", "1"),
+        drop("etl", "prod.t", "0", "2"),
+        drop("bob", "staging_x.t", "0", "3"),
+        drop("bob", "prod.t", "13", "4"),
+    ];
+    let alerts = e.observe(
+        schema::MONGODB_AUDIT,
+        &batch(schema::MONGODB_AUDIT, &rows),
+        0,
+    );
+    let entities: Vec<(&str, &str)> = alerts
+        .iter()
+        .map(|a| (a.entity.as_str(), a.summary.as_str()))
+        .collect();
+    assert_eq!(alerts.len(), 2, "{entities:?}");
+    assert!(alerts.iter().all(|a| a.rule_id == "mongodb_drop"));
+}
+
+#[test]
+fn granting_a_privileged_role_is_critical_and_revoking_it_is_not() {
+    let mut e = engine("");
+    let change = |atype: &'static str, param: &'static str, index: &'static str| {
+        vec![
+            ("atype", atype),
+            ("user", "dba"),
+            ("user_db", "admin"),
+            ("param", param),
+            ("result", "0"),
+            ("ts", index),
+            ("source_uri", "u"),
+            ("source_index", index),
+        ]
+    };
+    let rows = vec![
+        change(
+            "grantRolesToUser",
+            r#"{"user":"x","db":"admin","roles":[{"role":"readWriteAnyDatabase","db":"admin"}]}"#,
+            "1",
+        ),
+        change(
+            "revokeRolesFromUser",
+            r#"{"user":"x","db":"admin","roles":[{"role":"root","db":"admin"}]}"#,
+            "2",
+        ),
+        change(
+            "createUser",
+            r#"{"user":"y","db":"app","roles":["read"]}"#,
+            "3",
+        ),
+    ];
+    let alerts = e.observe(
+        schema::MONGODB_AUDIT,
+        &batch(schema::MONGODB_AUDIT, &rows),
+        0,
+    );
+    let severities: Vec<&str> = alerts.iter().map(|a| a.severity.as_str()).collect();
+    assert_eq!(severities, ["critical", "medium", "medium"]);
+}
+
+#[test]
+fn unexpected_network_skips_allowed_failed_and_system_sessions() {
+    let mut e = engine("[mongodb_unexpected_network]\nallowed_cidrs = [\"10.0.0.0/8\"]\n");
+    let login =
+        |ip: &'static str, result: &'static str, system: &'static str, index: &'static str| {
+            vec![
+                ("atype", "authenticate"),
+                ("user", "app"),
+                ("remote_ip", ip),
+                ("result", result),
+                ("is_system_user", system),
+                ("ts", index),
+                ("source_uri", "u"),
+                ("source_index", index),
+            ]
+        };
+    let rows = vec![
+        login("10.1.2.3", "0", "false", "1"),
+        login("198.51.100.7", "18", "false", "2"),
+        login("198.51.100.7", "0", "true", "3"),
+        login("198.51.100.7", "0", "false", "4"),
+        login("198.51.100.7", "0", "false", "5"),
+    ];
+    let alerts = e.observe(
+        schema::MONGODB_AUDIT,
+        &batch(schema::MONGODB_AUDIT, &rows),
+        0,
+    );
+    assert_eq!(alerts.len(), 1, "one alert per user and address per day");
+}
+
+#[test]
+fn a_dedup_window_folds_repeated_drops_by_one_user() {
+    let mut e = engine("[mongodb_drop]\ndedup_window = \"10m\"\n");
+    let drop = |ns: &'static str, ts: &'static str, index: &'static str| {
+        vec![
+            ("atype", "dropCollection"),
+            ("user", "etl"),
+            ("user_db", "admin"),
+            ("ns", ns),
+            ("result", "0"),
+            ("ts", ts),
+            ("source_uri", "u"),
+            ("source_index", index),
+        ]
+    };
+    let rows = vec![
+        drop("a.t", "0", "1"),
+        drop("b.t", "60000000", "2"),
+        drop("c.t", "900000000", "3"),
+    ];
+    assert_eq!(
+        e.observe(
+            schema::MONGODB_AUDIT,
+            &batch(schema::MONGODB_AUDIT, &rows),
+            0
+        )
+        .len(),
+        2
+    );
+}
