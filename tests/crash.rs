@@ -128,6 +128,18 @@ fn sigkill_at_random_moments_then_restart_yields_the_uninterrupted_lake() {
         scalar(&client, &base, "SELECT count(*) FROM rejected") as usize,
         manifest.rejected_rows
     );
+    // The default rules' alerts (bob's refused AssumeRole, the drop, the root grant) are raised
+    // once each, whatever the kills interrupted.
+    let alerts = scalar(&client, &base, "SELECT count(*) FROM alerts");
+    assert_eq!(alerts, 3);
+    assert_eq!(
+        scalar(
+            &client,
+            &base,
+            "SELECT count(DISTINCT alert_id) FROM alerts"
+        ),
+        alerts
+    );
     serve.child.kill().expect("kill");
     serve.child.wait().expect("reap");
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use auditlake_ingest::config::{Config, ConfigFile, DEFAULT_CONFIG};
-use auditlake_ingest::service::Service;
 use common::receiver::{Receiver, signature_is_valid};
+use common::service::Running;
 
 const SECRET: &str = "webhook-test-secret";
 
@@ -49,78 +49,9 @@ fn env_for(hook_base: Option<String>) -> impl Fn(&str) -> Option<String> {
     }
 }
 
-struct InProcess {
-    base: String,
-    client: reqwest::Client,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl InProcess {
-    async fn start(text: &str, hook_base: Option<String>) -> Self {
-        let file = ConfigFile::parse(text, "test").expect("parse");
-        let config = Config::from_file(file, &env_for(hook_base)).expect("config");
-        let service = Service::bind(config).await.expect("bind");
-        let base = format!("http://{}", service.local_addr());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            service
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("run");
-        });
-        InProcess {
-            base,
-            client: reqwest::Client::new(),
-            stop,
-            task,
-        }
-    }
-
-    async fn status(&self) -> Value {
-        self.client
-            .get(format!("{}/v1/status", self.base))
-            .send()
-            .await
-            .expect("status")
-            .json()
-            .await
-            .expect("json")
-    }
-
-    async fn wait_idle(&self) {
-        for _ in 0..600 {
-            if self.status().await["idle"] == Value::Bool(true) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("never idle");
-    }
-
-    async fn rows(&self, sql: &str) -> Vec<Value> {
-        let body: Value = self
-            .client
-            .post(format!("{}/v1/sql", self.base))
-            .body(sql.to_owned())
-            .send()
-            .await
-            .expect("sql")
-            .json()
-            .await
-            .expect("json");
-        body["rows"]
-            .as_array()
-            .cloned()
-            .unwrap_or_else(|| panic!("{sql}: {body}"))
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.expect("task");
-    }
+async fn start(text: &str, hook_base: Option<String>) -> Running {
+    let file = ConfigFile::parse(text, "test").expect("parse");
+    Running::start(Config::from_file(file, &env_for(hook_base)).expect("config")).await
 }
 
 /// The alerts the sample story must raise, and nothing else: (rule, entity, severity).
@@ -149,10 +80,10 @@ const STORY: [(&str, &str, &str); 6] = [
 async fn the_sample_story_raises_exactly_its_alerts_and_replay_agrees() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = dir.path().join("lake");
-    let service = InProcess::start(&config_text(&lake, &committed_sample(), None), None).await;
+    let service = start(&config_text(&lake, &committed_sample(), None), None).await;
     service.wait_idle().await;
 
-    let alerts = service.rows("SELECT rule_id, entity, severity, summary, alert_id FROM alerts ORDER BY rule_id, entity").await;
+    let alerts = service.sql("SELECT rule_id, entity, severity, summary, alert_id FROM alerts ORDER BY rule_id, entity").await;
     let got: Vec<(String, String, String)> = alerts
         .iter()
         .map(|a| {
@@ -192,14 +123,14 @@ async fn the_sample_story_raises_exactly_its_alerts_and_replay_agrees() {
         summary("mongodb_drop")
     );
     let evidence = service
-        .rows("SELECT evidence_event_ids FROM alerts WHERE rule_id = 'unexpected_role_assumer'")
+        .sql("SELECT evidence_event_ids FROM alerts WHERE rule_id = 'unexpected_role_assumer'")
         .await;
     assert_eq!(
         evidence[0]["evidence_event_ids"].as_array().map(Vec::len),
         Some(1)
     );
     assert_eq!(
-        service.status().await["lake"]["alerts"].as_u64(),
+        service.get("/v1/status").await["lake"]["alerts"].as_u64(),
         Some(STORY.len() as u64)
     );
 
@@ -230,7 +161,7 @@ async fn alerts_reach_a_receiver_that_was_down_signed_and_in_slack_format() {
     let lake = dir.path().join("lake");
     let receiver = Receiver::start("127.0.0.1:0".parse().expect("addr"), false).await;
     let base = format!("http://{}", receiver.addr);
-    let service = InProcess::start(
+    let service = start(
         &config_text(&lake, &committed_sample(), Some(&base)),
         Some(base.clone()),
     )
@@ -240,7 +171,7 @@ async fn alerts_reach_a_receiver_that_was_down_signed_and_in_slack_format() {
     // Down: every delivery is pending with the receiver's answer recorded.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let failed = service.rows("SELECT count(*) AS n FROM alert_deliveries WHERE state = 'pending' AND attempts >= 1 AND last_error LIKE '%503%'").await;
+        let failed = service.sql("SELECT count(*) AS n FROM alert_deliveries WHERE state = 'pending' AND attempts >= 1 AND last_error LIKE '%503%'").await;
         if failed[0]["n"].as_u64() == Some(11) {
             break;
         }
@@ -256,7 +187,7 @@ async fn alerts_reach_a_receiver_that_was_down_signed_and_in_slack_format() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let delivered = service
-            .rows("SELECT count(*) AS n FROM alert_deliveries WHERE state = 'delivered'")
+            .sql("SELECT count(*) AS n FROM alert_deliveries WHERE state = 'delivered'")
             .await;
         // Six alerts to the JSON hook, the five high and critical ones to Slack.
         if delivered[0]["n"].as_u64() == Some(11) {

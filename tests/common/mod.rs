@@ -124,3 +124,106 @@ pub mod receiver {
         mac.verify_slice(&expected).is_ok()
     }
 }
+
+/// The whole service in process, driven over real HTTP.
+pub mod service {
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use auditlake_ingest::config::Config;
+    use auditlake_ingest::service::Service;
+
+    /// The service running in this process, and an HTTP client for it.
+    pub struct Running {
+        pub base: String,
+        pub client: reqwest::Client,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Running {
+        pub async fn start(config: Config) -> Self {
+            let service = Service::bind(config).await.expect("bind");
+            let base = format!("http://{}", service.local_addr());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                service
+                    .run(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect("service run");
+            });
+            Running {
+                base,
+                client: reqwest::Client::new(),
+                stop: Some(stop),
+                task,
+            }
+        }
+
+        pub async fn get(&self, path: &str) -> Value {
+            let response = self
+                .client
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .expect("GET");
+            assert!(
+                response.status().is_success(),
+                "GET {path}: {}",
+                response.status()
+            );
+            response.json().await.expect("JSON")
+        }
+
+        pub async fn wait_idle(&self) -> Value {
+            self.wait_idle_after(0).await
+        }
+
+        /// Waits for an idle status reported after at least `scans` scans; a scan that began before
+        /// a change cannot then pass for one that saw it.
+        pub async fn wait_idle_after(&self, scans: u64) -> Value {
+            for _ in 0..600 {
+                let status = self.get("/v1/status").await;
+                let scanned = status["process"]["scans"].as_u64().unwrap_or(0);
+                if status["idle"] == Value::Bool(true) && scanned >= scans {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("service never became idle");
+        }
+
+        pub async fn sql(&self, sql: &str) -> Vec<Value> {
+            let response = self
+                .client
+                .post(format!("{}/v1/sql", self.base))
+                .json(&serde_json::json!({ "sql": sql }))
+                .send()
+                .await
+                .expect("POST /v1/sql");
+            let status = response.status();
+            let body: Value = response.json().await.expect("JSON");
+            assert!(status.is_success(), "{sql}: {status} {body}");
+            body["rows"].as_array().cloned().unwrap_or_default()
+        }
+
+        pub async fn scalar(&self, sql: &str) -> i64 {
+            let rows = self.sql(sql).await;
+            let row = rows.first().and_then(Value::as_object).expect("one row");
+            row.values()
+                .next()
+                .and_then(Value::as_i64)
+                .expect("an integer")
+        }
+
+        pub async fn stop(mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+            self.task.await.expect("service task");
+        }
+    }
+}

@@ -57,6 +57,21 @@ fn position_key(rows: &Rows<'_>, row: usize) -> String {
     )
 }
 
+/// Rows (with their `atype`) of successful commands of the given audit types.
+fn succeeded<'r, 'a>(
+    rows: &'r Rows<'a>,
+    atypes: &'r [String],
+) -> impl Iterator<Item = (usize, &'a str)> + 'r {
+    (0..rows.len()).filter_map(move |row| {
+        let atype = rows
+            .str("atype", row)
+            .filter(|a| atypes.iter().any(|t| t == a))?;
+        // A failed command changed nothing (13 = unauthorized).
+        let failed = rows.i32("result", row).is_some_and(|r| r != 0);
+        (!failed).then_some((row, atype))
+    })
+}
+
 fn place(rows: &Rows<'_>, row: usize) -> String {
     match (rows.str("cluster", row), rows.str("hostname", row)) {
         (Some(c), _) => format!(" on {c}"),
@@ -76,16 +91,7 @@ impl Rule for MongodbDrop {
 
     fn observe(&mut self, batch: &RecordBatch, findings: &mut Vec<Finding>) {
         let rows = Rows::new(batch);
-        for row in 0..rows.len() {
-            let Some(atype) = rows
-                .str("atype", row)
-                .filter(|a| self.atypes.iter().any(|t| t == a))
-            else {
-                continue;
-            };
-            if rows.i32("result", row).is_some_and(|r| r != 0) {
-                continue;
-            }
+        for (row, atype) in succeeded(&rows, &self.atypes) {
             let who = actor(&rows, row);
             let ns = rows.str("ns", row).unwrap_or("?");
             if self
@@ -159,16 +165,7 @@ impl Rule for MongodbUserChange {
 
     fn observe(&mut self, batch: &RecordBatch, findings: &mut Vec<Finding>) {
         let rows = Rows::new(batch);
-        for row in 0..rows.len() {
-            let Some(atype) = rows
-                .str("atype", row)
-                .filter(|a| self.atypes.iter().any(|t| t == a))
-            else {
-                continue;
-            };
-            if rows.i32("result", row).is_some_and(|r| r != 0) {
-                continue;
-            }
+        for (row, atype) in succeeded(&rows, &self.atypes) {
             let param: Value = rows
                 .str("param", row)
                 .and_then(|p| serde_json::from_str(p).ok())
