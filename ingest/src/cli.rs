@@ -323,22 +323,32 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         })
         .collect::<anyhow::Result<_>>()?;
     runtime()?.block_on(async move {
-        let service::Ingestion { pipeline, sources, deliverer } = service::open_pipeline(&config)?;
+        let service::Ingestion {
+            pipeline,
+            sources,
+            deliverer,
+        } = service::open_pipeline(&config)?;
         let stop = tokio_util::sync::CancellationToken::new();
         let mut failed = 0;
         for source in &sources {
             let report = pipeline.scan(source.as_ref(), &stop).await?;
             failed += report.failed;
         }
-        let s = pipeline.stats();
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let s = pipeline.stats().snapshot();
         println!(
-            "ingested {} objects ({} skipped, {} failed, {} digests): {} cloudtrail rows, {} mongodb_audit rows, {} rejected, {} duplicate events dropped, {} bytes read",
-            load(&s.objects_ingested), load(&s.objects_skipped), failed, load(&s.digests), load(&s.cloudtrail_rows),
-            load(&s.mongodb_audit_rows), load(&s.rejected_rows), load(&s.duplicate_events), load(&s.bytes_read)
+            "ingested {} objects ({} skipped, {failed} failed, {} digests): {} cloudtrail rows, \
+             {} mongodb_audit rows, {} rejected, {} duplicate events dropped, {} bytes read",
+            s.objects_ingested,
+            s.objects_skipped,
+            s.digests,
+            s.cloudtrail_rows,
+            s.mongodb_audit_rows,
+            s.rejected_rows,
+            s.duplicate_events,
+            s.bytes_read
         );
-        if load(&s.alerts) > 0 {
-            println!("{} alert(s) raised; query the alerts table", load(&s.alerts));
+        if s.alerts > 0 {
+            println!("{} alert(s) raised; query the alerts table", s.alerts);
         }
         // One delivery pass; what is not delivered now waits in the outbox for `serve`.
         deliverer.deliver_due().await?;

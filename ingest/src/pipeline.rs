@@ -109,6 +109,44 @@ pub struct IngestStats {
     pub idle: AtomicBool,
 }
 
+/// A point-in-time copy of [`IngestStats`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StatsSnapshot {
+    pub scans: u64,
+    pub objects_ingested: u64,
+    pub objects_skipped: u64,
+    pub objects_failed: u64,
+    pub object_errors: u64,
+    pub bytes_read: u64,
+    pub cloudtrail_rows: u64,
+    pub mongodb_audit_rows: u64,
+    pub rejected_rows: u64,
+    pub duplicate_events: u64,
+    pub digests: u64,
+    pub alerts: u64,
+}
+
+impl IngestStats {
+    /// The counters now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            scans: load(&self.scans),
+            objects_ingested: load(&self.objects_ingested),
+            objects_skipped: load(&self.objects_skipped),
+            objects_failed: load(&self.objects_failed),
+            object_errors: load(&self.object_errors),
+            bytes_read: load(&self.bytes_read),
+            cloudtrail_rows: load(&self.cloudtrail_rows),
+            mongodb_audit_rows: load(&self.mongodb_audit_rows),
+            rejected_rows: load(&self.rejected_rows),
+            duplicate_events: load(&self.duplicate_events),
+            digests: load(&self.digests),
+            alerts: load(&self.alerts),
+        }
+    }
+}
+
 /// What one scan of one source did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ScanReport {

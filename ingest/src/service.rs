@@ -143,7 +143,6 @@ struct ServiceStatus {
 impl StatusSource for ServiceStatus {
     fn status(&self) -> serde_json::Value {
         let s = self.pipeline.stats();
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         let mut totals = serde_json::Map::new();
         let mut objects_by_kind: std::collections::BTreeMap<String, u64> = Default::default();
         let (mut ct, mut mongo, mut rejected, mut dups, mut failed, mut alerts) =
@@ -182,20 +181,7 @@ impl StatusSource for ServiceStatus {
         serde_json::json!({
             "idle": s.idle.load(Ordering::Relaxed),
             "sources": self.sources,
-            "process": {
-                "scans": load(&s.scans),
-                "objects_ingested": load(&s.objects_ingested),
-                "objects_skipped": load(&s.objects_skipped),
-                "objects_failed": load(&s.objects_failed),
-                "object_errors": load(&s.object_errors),
-                "bytes_read": load(&s.bytes_read),
-                "cloudtrail_rows": load(&s.cloudtrail_rows),
-                "mongodb_audit_rows": load(&s.mongodb_audit_rows),
-                "rejected_rows": load(&s.rejected_rows),
-                "duplicate_events": load(&s.duplicate_events),
-                "digests": load(&s.digests),
-                "alerts": load(&s.alerts),
-            },
+            "process": s.snapshot(),
             "lake": totals,
         })
     }
