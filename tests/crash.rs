@@ -62,6 +62,102 @@ fn scalar(client: &reqwest::blocking::Client, base: &str, sql: &str) -> u64 {
         .unwrap_or_else(|| panic!("{body}"))
 }
 
+fn wait_idle(client: &reqwest::blocking::Client, base: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let status = get(client, &format!("{base}/v1/status"));
+        if status
+            .as_ref()
+            .is_some_and(|s| s["idle"] == Value::Bool(true))
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never idle: {status:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A few thousand objects in the local S3 server (moto), a lake in the other one (SeaweedFS):
+/// ten kills, then the lake holds every record once.
+#[test]
+fn sigkill_while_ingesting_from_s3_into_a_lake_on_s3_loses_and_doubles_nothing() {
+    let (Some(moto), Some(seaweed)) = (common::aws::moto(), common::aws::seaweed()) else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
+    let source_bucket = common::aws::unique("crash-source");
+    let lake_bucket = common::aws::unique("crash-lake");
+    const COPIES: usize = 4;
+    let objects = runtime.block_on(async {
+        let s3 = common::aws::s3(&common::aws::sdk(&moto).await);
+        common::aws::create_bucket(&s3, &source_bucket).await;
+        let mut n = 0;
+        for copy in 0..COPIES {
+            n += common::aws::upload_dir(&s3, &source_bucket, &format!("copy{copy}/"), &data).await;
+        }
+        let lake = common::aws::s3(&common::aws::sdk(&seaweed).await);
+        common::aws::create_bucket(&lake, &lake_bucket).await;
+        n
+    });
+    assert!(objects > 2000, "{objects} objects");
+    let config = dir.path().join("auditlake.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "lake = \"s3://{lake_bucket}/lake\"\nstate_dir = {:?}\n[lake_aws]\nendpoint_url = {seaweed:?}\nregion = \"us-east-1\"\n[http]\nlisten = \"127.0.0.1:0\"\n[ingest]\npoll_interval = \"100ms\"\nconcurrency = 4\n[[source]]\ntype = \"s3\"\nbucket = {source_bucket:?}\nendpoint_url = {moto:?}\nregion = \"us-east-1\"\n",
+            dir.path().join("state").display().to_string(),
+        ),
+    )
+    .expect("config");
+
+    let client = reqwest::blocking::Client::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4242);
+    for kill in 0..10 {
+        let mut serve = start(&config);
+        std::thread::sleep(Duration::from_millis(rng.random_range(300..2500)));
+        serve.child.kill().expect("SIGKILL");
+        serve.child.wait().expect("reap");
+        eprintln!("killed run {kill}");
+    }
+    let mut serve = start(&config);
+    wait_idle(&client, &serve.base, Duration::from_secs(600));
+    let base = serve.base.clone();
+    // Every copy's CloudTrail events are the same events: kept once.
+    assert_eq!(
+        scalar(&client, &base, "SELECT count(*) FROM cloudtrail") as usize,
+        manifest.cloudtrail_rows
+    );
+    assert_eq!(
+        scalar(
+            &client,
+            &base,
+            "SELECT count(DISTINCT event_id) FROM cloudtrail"
+        ) as usize,
+        manifest.cloudtrail_rows
+    );
+    assert_eq!(
+        scalar(&client, &base, "SELECT count(*) FROM mongodb_audit") as usize,
+        COPIES * manifest.mongodb_audit_rows
+    );
+    assert_eq!(
+        scalar(
+            &client,
+            &base,
+            "SELECT count(DISTINCT source_uri) FROM mongodb_audit"
+        ) as usize,
+        COPIES * manifest.atlas_audit_objects
+    );
+    assert_eq!(
+        scalar(&client, &base, "SELECT count(*) FROM rejected") as usize,
+        COPIES * manifest.rejected_rows
+    );
+    serve.child.kill().expect("kill");
+    serve.child.wait().expect("reap");
+}
+
 #[test]
 fn sigkill_at_random_moments_then_restart_yields_the_uninterrupted_lake() {
     let dir = tempfile::tempdir().expect("tempdir");

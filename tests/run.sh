@@ -14,4 +14,10 @@ if [ ! -d ../shared/corpora ]; then
 fi
 
 cargo build --workspace --all-targets --locked
+
+# shellcheck source=tests/servers.sh
+source tests/servers.sh
+trap servers_stop EXIT
+servers_start
+
 cargo test --workspace --locked -- --test-threads=2

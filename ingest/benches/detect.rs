@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use auditlake_ingest::config::{Config, ConfigFile, DEFAULT_CONFIG, SourceSpec};
+use auditlake_ingest::config::{Config, ConfigFile, DEFAULT_CONFIG, LakeSpec, SourceSpec};
 use auditlake_ingest::sample::{self, SampleOptions};
 use auditlake_ingest::service::{self, Service};
 
@@ -25,7 +25,7 @@ fn config(
 ) -> Config {
     let mut config =
         Config::from_file(ConfigFile::parse(text, "bench").expect("parse"), env).expect("config");
-    config.lake = lake.to_path_buf();
+    config.lake = LakeSpec::Local(lake.to_path_buf());
     config.state_dir = lake.join("_state");
     config.settle = Duration::ZERO;
     config.sources = vec![SourceSpec::Folder {
@@ -36,13 +36,13 @@ fn config(
 }
 
 async fn ingest_once(config: &Config) -> (Duration, u64) {
-    let ingestion = service::open_pipeline(config).expect("pipeline");
+    let ingestion = service::open_pipeline(config).await.expect("pipeline");
     let stop = tokio_util::sync::CancellationToken::new();
     let start = Instant::now();
-    for source in &ingestion.sources {
+    for listed in &ingestion.sources {
         ingestion
             .pipeline
-            .scan(source.as_ref(), &stop)
+            .scan(listed.source.as_ref(), &stop)
             .await
             .expect("scan");
     }

@@ -9,9 +9,13 @@ use clap::{Args, Parser, Subcommand};
 use auditlake_query::QueryEngine;
 use auditlake_query::format::{self, Format};
 
-use crate::config::{Config, ConfigFile, SourceSpec};
+use crate::aws::AwsSettings;
+use crate::config::{Config, ConfigFile, LakeSpec, S3Location, SourceSpec};
 use crate::sample::{self, SampleOptions};
 use crate::service::{self, Service};
+use crate::source::cloudwatch::CloudWatchSpec;
+use crate::source::layout::ExpectedKind;
+use crate::source::s3::S3Spec;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,9 +53,9 @@ enum DetectCommand {
     Replay {
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Lake folder to read.
+        /// Lake to read: a folder or s3://bucket/prefix.
         #[arg(long, default_value = "lake")]
-        lake: PathBuf,
+        lake: String,
         /// Earliest event time (RFC 3339, or a date YYYY-MM-DD).
         #[arg(long)]
         since: Option<String>,
@@ -72,28 +76,44 @@ struct ServeArgs {
     /// HTTP address (overrides `http.listen`).
     #[arg(long)]
     http: Option<std::net::SocketAddr>,
-    /// Lake folder (overrides `lake`).
+    /// Lake: a folder or s3://bucket/prefix (overrides `lake`).
     #[arg(long)]
-    lake: Option<PathBuf>,
+    lake: Option<String>,
+    /// Folder for the ledger and cursors (overrides `state_dir`).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 struct IngestArgs {
+    /// Rules, limits and AWS settings (a positional source that matches a configured one, by
+    /// bucket and prefix or by log group, takes its settings).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Lake folder to write into.
+    /// Lake to write into: a folder or s3://bucket/prefix.
     #[arg(long)]
-    lake: PathBuf,
-    /// Sources: local folders.
+    lake: String,
+    /// Folder for the ledger and cursors. Default: LAKE/_state for a folder, ./auditlake-state
+    /// for a lake on S3.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Only objects whose key time (CloudTrail delivery time, Atlas file time) or log events
+    /// whose time is at or after this (RFC 3339, or a date YYYY-MM-DD).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only before this (exclusive; same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
+    /// Sources: local folders, `s3://bucket[/prefix]`, `cloudwatch://log-group`.
     #[arg(required = true)]
     sources: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 struct SqlArgs {
-    /// Lake folder to query.
+    /// Lake to query: a folder or s3://bucket/prefix.
     #[arg(long, default_value = "lake")]
-    lake: PathBuf,
+    lake: String,
     /// Output format.
     #[arg(long, default_value = "table", value_parser = ["table", "csv", "json", "ndjson"])]
     format: String,
@@ -236,11 +256,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config = config.with_http_listen(addr)?;
     }
     if let Some(lake) = args.lake {
-        config.state_dir = lake.join("_state");
-        config.lake = lake;
+        config.lake = lake_arg(&lake, &config)?;
+        config.state_dir = config.lake.default_state_dir();
+    }
+    if let Some(state_dir) = args.state_dir {
+        config.state_dir = state_dir;
     }
     for source in &config.sources {
-        let SourceSpec::Folder { path, .. } = source;
+        let SourceSpec::Folder { path, .. } = source else {
+            continue;
+        };
         if !path.is_dir() {
             bail!(
                 "source folder {} does not exist (run from the project folder, or pass --config)",
@@ -304,43 +329,144 @@ async fn shutdown_signal() {
     }
 }
 
+/// The sources named on the `ingest` command line, with the settings of matching configured
+/// sources and the `--since`/`--until` window.
+fn command_line_sources(
+    names: &[String],
+    configured: &[SourceSpec],
+    since: Option<i64>,
+    until: Option<i64>,
+) -> anyhow::Result<Vec<SourceSpec>> {
+    let mut specs = Vec::new();
+    for name in names {
+        if name.starts_with("s3://") {
+            let location =
+                S3Location::parse(name).map_err(|m| anyhow::anyhow!("source {name}: {m}"))?;
+            let mut spec = configured
+                .iter()
+                .find_map(|c| match c {
+                    SourceSpec::S3 { spec, .. }
+                        if spec.bucket == location.bucket && spec.prefix == location.prefix =>
+                    {
+                        Some(spec.clone())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_else(|| S3Spec {
+                    bucket: location.bucket.clone(),
+                    prefix: location.prefix.clone(),
+                    expected: ExpectedKind::Auto,
+                    aws: AwsSettings::new(),
+                    queue_url: None,
+                    reconcile_interval: std::time::Duration::from_secs(900),
+                    look_back: std::time::Duration::from_secs(3600),
+                    atlas_project: None,
+                    since_micros: None,
+                    until_micros: None,
+                });
+            spec.queue_url = None;
+            spec.since_micros = since;
+            spec.until_micros = until;
+            specs.push(SourceSpec::S3 {
+                spec,
+                queue_wait: std::time::Duration::from_secs(20),
+            });
+        } else if let Some(group) = name.strip_prefix("cloudwatch://") {
+            if group.is_empty() {
+                bail!("source {name}: name a log group, as cloudwatch://GROUP");
+            }
+            let aws = configured
+                .iter()
+                .find_map(|c| match c {
+                    SourceSpec::Cloudwatch(spec) if spec.log_groups.iter().any(|g| g == group) => {
+                        Some(spec.aws.clone())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_else(AwsSettings::new);
+            specs.push(SourceSpec::Cloudwatch(CloudWatchSpec {
+                log_groups: vec![group.to_owned()],
+                aws,
+                overlap: std::time::Duration::from_secs(300),
+                initial_look_back: std::time::Duration::ZERO,
+                max_events: 10_000,
+                page_size: None,
+                // One-shot: everything the group still holds, unless told otherwise.
+                since_micros: Some(since.unwrap_or(0)),
+                until_micros: until,
+            }));
+        } else if name.contains("://") {
+            bail!("source {name}: use a folder, s3://bucket/prefix or cloudwatch://log-group");
+        } else {
+            specs.push(SourceSpec::Folder {
+                path: PathBuf::from(name),
+                atlas_project: None,
+            });
+        }
+    }
+    Ok(specs)
+}
+
 fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut config = load_config(args.config.as_deref(), ConfigFile::default)?;
-    config.state_dir = args.lake.join("_state");
-    config.lake = args.lake;
+    config.lake = lake_arg(&args.lake, &config)?;
+    config.state_dir = args
+        .state_dir
+        .unwrap_or_else(|| config.lake.default_state_dir());
     config.settle = std::time::Duration::ZERO;
-    config.sources = args
-        .sources
-        .iter()
-        .map(|s| {
-            if s.contains("://") {
-                bail!("source {s}: only local folders are supported by this build");
-            }
-            Ok(SourceSpec::Folder {
-                path: PathBuf::from(s),
-                atlas_project: None,
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let since = args
+        .since
+        .as_deref()
+        .map(|t| parse_time("since", t))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|t| parse_time("until", t))
+        .transpose()?;
+    if let (Some(s), Some(u)) = (since, until)
+        && s >= u
+    {
+        bail!("--since must be before --until");
+    }
+    config.sources = command_line_sources(&args.sources, &config.sources, since, until)?;
     runtime()?.block_on(async move {
         let service::Ingestion {
             pipeline,
             sources,
+            streams,
             deliverer,
-        } = service::open_pipeline(&config)?;
+            ..
+        } = service::open_pipeline(&config).await?;
         let stop = tokio_util::sync::CancellationToken::new();
+        let progress = indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {pos}/{len} objects, {per_sec}, eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
         let mut failed = 0;
-        for source in &sources {
-            let report = pipeline.scan(source.as_ref(), &stop).await?;
+        for listed in &sources {
+            progress.set_message(listed.source.name().to_owned());
+            let report = pipeline
+                .scan_with_progress(listed.source.as_ref(), &stop, Some(&progress))
+                .await?;
             failed += report.failed;
         }
+        for stream in &streams {
+            progress.set_message(stream.name());
+            stream.poll(&pipeline, &stop).await?;
+        }
+        progress.finish_and_clear();
         let s = pipeline.stats().snapshot();
         println!(
-            "ingested {} objects ({} skipped, {failed} failed, {} digests): {} cloudtrail rows, \
+            "ingested {} objects ({} skipped, {failed} failed, {} digests) and {} log events: {} cloudtrail rows, \
              {} mongodb_audit rows, {} rejected, {} duplicate events dropped, {} bytes read",
             s.objects_ingested,
             s.objects_skipped,
             s.digests,
+            s.cloudwatch_events,
             s.cloudtrail_rows,
             s.mongodb_audit_rows,
             s.rejected_rows,
@@ -359,13 +485,31 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The lake named by `--lake`; on S3 it is reached with the configured `[lake_aws]` settings.
+fn lake_arg(text: &str, config: &Config) -> anyhow::Result<LakeSpec> {
+    let aws = match &config.lake {
+        LakeSpec::S3 { aws, .. } => aws.clone(),
+        LakeSpec::Local(_) => AwsSettings::new(),
+    };
+    LakeSpec::parse(text, aws).map_err(|m| anyhow::anyhow!("--lake: {m}"))
+}
+
+/// Opens an existing lake for reading.
+async fn open_for_query(lake: &LakeSpec) -> anyhow::Result<QueryEngine> {
+    if let LakeSpec::Local(path) = lake
+        && !path.is_dir()
+    {
+        bail!("lake folder {} does not exist", path.display());
+    }
+    Ok(QueryEngine::open_root(&lake.open().await?).await?)
+}
+
 fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
     let format = Format::parse(&args.format).context("unknown format")?;
-    if !args.lake.is_dir() {
-        bail!("lake folder {} does not exist", args.lake.display());
-    }
+    let config = load_config(None, ConfigFile::default)?;
+    let lake = lake_arg(&args.lake, &config)?;
     runtime()?.block_on(async move {
-        let engine = QueryEngine::open(&args.lake).await?;
+        let engine = open_for_query(&lake).await?;
         let output = engine.query(&args.query).await?;
         let bytes = format::encode(&output, format)?;
         use std::io::Write;
@@ -376,7 +520,7 @@ fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
 
 fn detect_replay(
     config: Option<&Path>,
-    lake: &Path,
+    lake: &str,
     since: Option<&str>,
     until: Option<&str>,
     format: &str,
@@ -384,11 +528,9 @@ fn detect_replay(
     let config = load_config(config, ConfigFile::builtin)?;
     let since = since.map(|t| parse_time("since", t)).transpose()?;
     let until = until.map(|t| parse_time("until", t)).transpose()?;
-    if !lake.is_dir() {
-        bail!("lake folder {} does not exist", lake.display());
-    }
+    let lake = lake_arg(lake, &config)?;
     runtime()?.block_on(async move {
-        let engine = QueryEngine::open(lake).await?;
+        let engine = open_for_query(&lake).await?;
         let alerts = crate::replay::replay(&engine, &config.detect, since, until).await?;
         use std::io::Write;
         let mut out = std::io::stdout().lock();

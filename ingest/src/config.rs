@@ -16,7 +16,11 @@ use serde::Deserialize;
 use auditlake_detect::config::DetectConfig;
 use auditlake_detect::deliver::{AlertsConfig, Webhook};
 
+use crate::aws::AwsSettings;
 use crate::decode::DecodeLimits;
+use crate::source::cloudwatch::CloudWatchSpec;
+use crate::source::layout::ExpectedKind;
+use crate::source::s3::S3Spec;
 
 /// The configuration used when none is given: the bundled sample day and its rules.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -30,9 +34,12 @@ pub const DEFAULT_TOKEN_ENV: &str = "AUDITLAKE_HTTP_TOKEN";
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
-    /// Lake root folder. Default `./lake`.
-    pub lake: Option<PathBuf>,
-    /// Folder for the ledger and other state. Default `<lake>/_state`.
+    /// Lake root: a folder, or `s3://bucket/prefix`. Default `./lake`.
+    pub lake: Option<String>,
+    /// AWS settings for a lake on S3 (`[lake_aws]`: region, endpoint_url, role_arn, ...).
+    pub lake_aws: Option<AwsConfig>,
+    /// Folder for the ledger and other state. Default `<lake>/_state` for a local lake,
+    /// `./auditlake-state` for a lake on S3.
     pub state_dir: Option<PathBuf>,
     /// The HTTP API.
     #[serde(default)]
@@ -77,6 +84,9 @@ pub struct IngestConfig {
     pub max_record_bytes: Option<usize>,
     /// Largest object after decompression, in bytes. Default 1 GiB.
     pub max_object_bytes: Option<usize>,
+    /// Several workers write this lake (e.g. on one SQS queue): decide event-id ownership and
+    /// skip objects through the lake itself (see `shared.rs`). Default false.
+    pub shared_lake: Option<bool>,
 }
 
 /// `[[source]]`
@@ -90,6 +100,63 @@ pub enum SourceConfig {
         /// Atlas project name stamped on audit rows from this source.
         atlas_project: Option<String>,
     },
+    /// An S3 bucket, listed and optionally notified through SQS.
+    S3 {
+        bucket: String,
+        /// Key prefix (a folder). Default: the whole bucket.
+        prefix: Option<String>,
+        /// `auto` (default: by key layout), `cloudtrail` or `atlas_audit`.
+        kind: Option<String>,
+        #[serde(flatten)]
+        aws: AwsConfig,
+        /// SQS queue receiving the bucket's `ObjectCreated` notifications.
+        queue_url: Option<String>,
+        /// Long-poll wait of one receive. Default `20s`.
+        #[serde(default, with = "humantime_serde")]
+        queue_wait: Option<Duration>,
+        /// Time between listings when a queue is set. Default `15m`.
+        #[serde(default, with = "humantime_serde")]
+        reconcile_interval: Option<Duration>,
+        /// How far before the newest listed key each listing starts again. Default `1h`.
+        #[serde(default, with = "humantime_serde")]
+        look_back: Option<Duration>,
+        /// Atlas project name stamped on audit rows from this source.
+        atlas_project: Option<String>,
+    },
+    /// CloudWatch Logs groups receiving CloudTrail events.
+    Cloudwatch {
+        log_groups: Vec<String>,
+        #[serde(flatten)]
+        aws: AwsConfig,
+        /// How far before the cursor each read starts again. Default `5m`.
+        #[serde(default, with = "humantime_serde")]
+        overlap: Option<Duration>,
+        /// Where a group read for the first time starts, before now. Default `1d`.
+        #[serde(default, with = "humantime_serde")]
+        start: Option<Duration>,
+        /// Most events per read. Default 10000.
+        max_events: Option<usize>,
+        /// Events per `FilterLogEvents` page (1 to 10000). Default: the service's.
+        page_size: Option<i32>,
+    },
+}
+
+/// AWS settings of an S3 or CloudWatch source (flattened into its table).
+#[derive(Debug, Default, Deserialize)]
+pub struct AwsConfig {
+    /// Region. Default: from the environment or profile.
+    pub region: Option<String>,
+    /// Endpoint of an S3-compatible or local service.
+    pub endpoint_url: Option<String>,
+    /// Role to assume for reading (cross-account).
+    pub role_arn: Option<String>,
+    /// External id required by the role's trust policy.
+    pub external_id: Option<String>,
+    /// Time limit of one request attempt. Default `30s`.
+    #[serde(default, with = "humantime_serde")]
+    pub request_timeout: Option<Duration>,
+    /// Attempts per request, with backoff and jitter. Default 8.
+    pub max_attempts: Option<u32>,
 }
 
 /// A configuration error, naming the field.
@@ -121,12 +188,80 @@ pub enum SourceSpec {
         path: PathBuf,
         atlas_project: Option<String>,
     },
+    S3 {
+        spec: S3Spec,
+        /// Long-poll wait of one SQS receive.
+        queue_wait: Duration,
+    },
+    Cloudwatch(CloudWatchSpec),
+}
+
+/// Where the lake is, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LakeSpec {
+    Local(PathBuf),
+    S3 {
+        location: S3Location,
+        aws: AwsSettings,
+    },
+}
+
+impl LakeSpec {
+    /// A folder, or `s3://bucket/prefix` reached with `aws`.
+    pub fn parse(text: &str, aws: AwsSettings) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Err("must not be empty".into());
+        }
+        if text.starts_with("s3://") {
+            return Ok(LakeSpec::S3 {
+                location: S3Location::parse(text)?,
+                aws,
+            });
+        }
+        if text.contains("://") {
+            return Err(format!("{text:?}: use a folder or s3://bucket/prefix"));
+        }
+        Ok(LakeSpec::Local(PathBuf::from(text)))
+    }
+
+    /// Where state lives when the configuration does not say.
+    pub fn default_state_dir(&self) -> PathBuf {
+        match self {
+            LakeSpec::Local(path) => path.join("_state"),
+            LakeSpec::S3 { .. } => PathBuf::from("auditlake-state"),
+        }
+    }
+
+    /// A folder path or `s3://` URL, for messages.
+    pub fn display(&self) -> String {
+        match self {
+            LakeSpec::Local(path) => path.display().to_string(),
+            LakeSpec::S3 { location, .. } => {
+                format!("s3://{}/{}", location.bucket, location.prefix)
+            }
+        }
+    }
+
+    /// Opens the root: a folder as is, or an S3 client for the bucket.
+    pub async fn open(&self) -> Result<auditlake_query::LakeRoot, ConfigError> {
+        match self {
+            LakeSpec::Local(path) => Ok(auditlake_query::LakeRoot::Local(path.clone())),
+            LakeSpec::S3 { location, aws } => {
+                let store = crate::aws::object_store(&location.bucket, aws)
+                    .await
+                    .map_err(|m| invalid("lake", m))?;
+                let url = url::Url::parse(&format!("s3://{}/{}", location.bucket, location.prefix))
+                    .map_err(|e| invalid("lake", e.to_string()))?;
+                Ok(auditlake_query::LakeRoot::Store { url, store })
+            }
+        }
+    }
 }
 
 /// The validated configuration.
 #[derive(Clone)]
 pub struct Config {
-    pub lake: PathBuf,
+    pub lake: LakeSpec,
     pub state_dir: PathBuf,
     pub http_listen: SocketAddr,
     /// Bearer token for the API, from the environment; required beyond loopback.
@@ -134,6 +269,8 @@ pub struct Config {
     /// The environment variable the token is read from, for messages.
     pub http_token_env: String,
     pub concurrency: usize,
+    /// Several workers share the lake (see [`crate::shared`]).
+    pub shared_lake: bool,
     pub poll_interval: Duration,
     pub settle: Duration,
     pub limits: DecodeLimitsConfig,
@@ -212,11 +349,16 @@ impl Config {
         mut file: ConfigFile,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let lake = file.lake.unwrap_or_else(|| PathBuf::from("lake"));
-        if lake.as_os_str().is_empty() {
-            return Err(invalid("lake", "must not be empty"));
-        }
-        let state_dir = file.state_dir.unwrap_or_else(|| lake.join("_state"));
+        let lake_aws = match file.lake_aws.take() {
+            Some(aws) => aws.validate(&|name| format!("lake_aws.{name}"))?,
+            None => AwsSettings::new(),
+        };
+        let lake = LakeSpec::parse(file.lake.as_deref().unwrap_or("lake"), lake_aws)
+            .map_err(|m| invalid("lake", m))?;
+        let state_dir = file
+            .state_dir
+            .take()
+            .unwrap_or_else(|| lake.default_state_dir());
 
         let listen_text = file.http.listen.as_deref().unwrap_or(DEFAULT_HTTP);
         let http_listen: SocketAddr = listen_text.parse().map_err(|e| {
@@ -268,6 +410,101 @@ impl Config {
                         atlas_project,
                     });
                 }
+                SourceConfig::S3 {
+                    bucket,
+                    prefix,
+                    kind,
+                    aws,
+                    queue_url,
+                    queue_wait,
+                    reconcile_interval,
+                    look_back,
+                    atlas_project,
+                } => {
+                    let field = |name: &str| format!("source[{n}].{name}");
+                    let location = S3Location::new(&bucket, prefix.as_deref().unwrap_or(""))
+                        .map_err(|(name, message)| invalid(field(name), message))?;
+                    let kind = match kind.as_deref().unwrap_or("auto") {
+                        "auto" => ExpectedKind::Auto,
+                        "cloudtrail" => ExpectedKind::Cloudtrail,
+                        "atlas_audit" => ExpectedKind::AtlasAudit,
+                        other => {
+                            return Err(invalid(
+                                field("kind"),
+                                format!("{other:?} is not one of auto, cloudtrail, atlas_audit"),
+                            ));
+                        }
+                    };
+                    if let Some(url) = &queue_url {
+                        check_url(url).map_err(|m| invalid(field("queue_url"), m))?;
+                    }
+                    let queue_wait = queue_wait.unwrap_or(Duration::from_secs(20));
+                    if queue_wait.is_zero() || queue_wait > Duration::from_secs(20) {
+                        return Err(invalid(field("queue_wait"), "must be between 1s and 20s"));
+                    }
+                    let reconcile_interval =
+                        reconcile_interval.unwrap_or(Duration::from_secs(15 * 60));
+                    if reconcile_interval.is_zero() {
+                        return Err(invalid(
+                            field("reconcile_interval"),
+                            "must be more than zero",
+                        ));
+                    }
+                    sources.push(SourceSpec::S3 {
+                        spec: S3Spec {
+                            bucket: location.bucket,
+                            prefix: location.prefix,
+                            expected: kind,
+                            aws: aws.validate(&field)?,
+                            queue_url,
+                            reconcile_interval,
+                            look_back: look_back.unwrap_or(Duration::from_secs(3600)),
+                            atlas_project,
+                            since_micros: None,
+                            until_micros: None,
+                        },
+                        queue_wait,
+                    });
+                }
+                SourceConfig::Cloudwatch {
+                    log_groups,
+                    aws,
+                    overlap,
+                    start,
+                    max_events,
+                    page_size,
+                } => {
+                    let field = |name: &str| format!("source[{n}].{name}");
+                    if log_groups.is_empty() || log_groups.iter().any(|g| g.trim().is_empty()) {
+                        return Err(invalid(
+                            field("log_groups"),
+                            "name at least one log group, none empty",
+                        ));
+                    }
+                    if log_groups.iter().any(|g| g.starts_with("arn:")) {
+                        return Err(invalid(
+                            field("log_groups"),
+                            "give log group names, not ARNs",
+                        ));
+                    }
+                    let max_events = max_events.unwrap_or(10_000);
+                    if max_events == 0 {
+                        return Err(invalid(field("max_events"), "must be at least 1"));
+                    }
+                    if page_size.is_some_and(|p| !(1..=10_000).contains(&p)) {
+                        return Err(invalid(field("page_size"), "must be between 1 and 10000"));
+                    }
+                    sources.push(SourceSpec::Cloudwatch(CloudWatchSpec {
+                        log_groups,
+                        aws: aws.validate(&field)?,
+                        overlap: overlap.unwrap_or(Duration::from_secs(300)),
+                        initial_look_back: start.unwrap_or(Duration::from_secs(86_400)),
+                        max_events,
+                        page_size,
+                        since_micros: None,
+                        until_micros: None,
+                    }));
+                }
             }
         }
         if sources.is_empty() {
@@ -294,6 +531,7 @@ impl Config {
             http_token,
             http_token_env: token_env.to_owned(),
             concurrency,
+            shared_lake: i.shared_lake.unwrap_or(false),
             poll_interval,
             settle: i.settle.unwrap_or(Duration::from_secs(1)),
             limits,
@@ -309,6 +547,101 @@ impl Config {
         check_token(listen, self.http_token.as_deref(), &self.http_token_env)?;
         self.http_listen = listen;
         Ok(self)
+    }
+}
+
+impl AwsConfig {
+    /// Checks the settings; `field` names a key of the source table.
+    fn validate(self, field: &dyn Fn(&str) -> String) -> Result<AwsSettings, ConfigError> {
+        if let Some(url) = &self.endpoint_url {
+            check_url(url).map_err(|m| invalid(field("endpoint_url"), m))?;
+        }
+        if let Some(arn) = &self.role_arn
+            && !(arn.starts_with("arn:") && arn.contains(":role/"))
+        {
+            return Err(invalid(
+                field("role_arn"),
+                format!("{arn:?} is not a role ARN like arn:aws:iam::123456789012:role/reader"),
+            ));
+        }
+        if self.external_id.is_some() && self.role_arn.is_none() {
+            return Err(invalid(field("external_id"), "needs role_arn"));
+        }
+        if self.region.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid(field("region"), "must not be empty"));
+        }
+        let defaults = AwsSettings::new();
+        let attempt_timeout = self.request_timeout.unwrap_or(defaults.attempt_timeout);
+        if attempt_timeout.is_zero() {
+            return Err(invalid(field("request_timeout"), "must be more than zero"));
+        }
+        let max_attempts = self.max_attempts.unwrap_or(defaults.max_attempts);
+        if max_attempts == 0 {
+            return Err(invalid(field("max_attempts"), "must be at least 1"));
+        }
+        Ok(AwsSettings {
+            region: self.region,
+            endpoint_url: self.endpoint_url,
+            role_arn: self.role_arn,
+            external_id: self.external_id,
+            attempt_timeout,
+            max_attempts,
+        })
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
+        Ok(u) => Err(format!(
+            "{url:?}: scheme {} is not http or https",
+            u.scheme()
+        )),
+        Err(e) => Err(format!("{url:?} is not a URL: {e}")),
+    }
+}
+
+/// A bucket and a normalised prefix (no leading `/`, a trailing `/` unless empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl S3Location {
+    /// Checks a bucket name and prefix; errors name `bucket` or `prefix`.
+    pub fn new(bucket: &str, prefix: &str) -> Result<Self, (&'static str, String)> {
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !valid_bucket {
+            return Err((
+                "bucket",
+                format!(
+                    "{bucket:?} is not an S3 bucket name (3-63 lowercase letters, digits, '-' or '.')"
+                ),
+            ));
+        }
+        let trimmed = prefix.trim_start_matches('/');
+        let prefix = if trimmed.is_empty() || trimmed.ends_with('/') {
+            trimmed.to_owned()
+        } else {
+            format!("{trimmed}/")
+        };
+        Ok(S3Location {
+            bucket: bucket.to_owned(),
+            prefix,
+        })
+    }
+
+    /// Parses `s3://bucket[/prefix]`.
+    pub fn parse(uri: &str) -> Result<Self, String> {
+        let rest = uri
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("{uri:?} does not start with s3://"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        Self::new(bucket, prefix).map_err(|(_, m)| m)
     }
 }
 
@@ -340,7 +673,7 @@ mod tests {
     fn empty_file_gives_the_documented_defaults() {
         let config =
             Config::from_file(ConfigFile::parse("", "t").expect("parse"), &no_env).expect("valid");
-        assert_eq!(config.lake, PathBuf::from("lake"));
+        assert_eq!(config.lake, LakeSpec::Local(PathBuf::from("lake")));
         assert_eq!(config.state_dir, PathBuf::from("lake/_state"));
         assert_eq!(config.http_listen.to_string(), DEFAULT_HTTP);
         assert_eq!(config.poll_interval, Duration::from_secs(5));
@@ -414,6 +747,72 @@ mod tests {
         let err = ConfigFile::parse("[detect.mongodb_drop]\nenable = false\n", "t")
             .expect_err("unknown key");
         assert!(err.to_string().contains("enable"), "{err}");
+    }
+
+    #[test]
+    fn a_lake_on_s3_keeps_its_state_locally() {
+        let parse =
+            |text: &str| Config::from_file(ConfigFile::parse(text, "t").expect("parse"), &no_env);
+        let config = parse("lake = \"s3://audit-lake/prod\"\n[lake_aws]\nregion = \"eu-west-1\"\n")
+            .expect("valid");
+        let LakeSpec::S3 { location, aws } = &config.lake else {
+            panic!("s3 lake");
+        };
+        assert_eq!(
+            (location.bucket.as_str(), location.prefix.as_str()),
+            ("audit-lake", "prod/")
+        );
+        assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(config.state_dir, PathBuf::from("auditlake-state"));
+        let err = parse("lake = \"gs://x/y\"\n").expect_err("scheme");
+        assert!(err.to_string().starts_with("lake:"), "{err}");
+        let err = parse("lake = \"s3://x/y\"\n").expect_err("bucket");
+        assert!(err.to_string().starts_with("lake:"), "{err}");
+        let err = parse("[lake_aws]\nrole_arn = \"nope\"\n").expect_err("arn");
+        assert!(err.to_string().starts_with("lake_aws.role_arn"), "{err}");
+    }
+
+    #[test]
+    fn aws_sources_are_validated_by_field() {
+        let parse =
+            |text: &str| Config::from_file(ConfigFile::parse(text, "t").expect("parse"), &no_env);
+        let ok = parse(
+            "[[source]]\ntype = \"s3\"\nbucket = \"trail-logs\"\nprefix = \"/org\"\nkind = \"cloudtrail\"\nregion = \"eu-west-1\"\nrole_arn = \"arn:aws:iam::123456789012:role/reader\"\nexternal_id = \"x\"\nqueue_url = \"https://sqs.eu-west-1.amazonaws.com/1/q\"\nrequest_timeout = \"5s\"\n\n[[source]]\ntype = \"cloudwatch\"\nlog_groups = [\"trail\"]\noverlap = \"1m\"\n",
+        )
+        .expect("valid");
+        let SourceSpec::S3 { spec, .. } = &ok.sources[0] else {
+            panic!("s3 source");
+        };
+        assert_eq!(spec.prefix, "org/");
+        assert_eq!(spec.expected, ExpectedKind::Cloudtrail);
+        assert_eq!(spec.aws.attempt_timeout, Duration::from_secs(5));
+        assert!(
+            matches!(&ok.sources[1], SourceSpec::Cloudwatch(c) if c.overlap == Duration::from_secs(60))
+        );
+
+        let err =
+            parse("[[source]]\ntype = \"s3\"\nbucket = \"Bad_Bucket\"\n").expect_err("bucket");
+        assert!(err.to_string().starts_with("source[0].bucket"), "{err}");
+        let err =
+            parse("[[source]]\ntype = \"s3\"\nbucket = \"ok-bucket\"\nrole_arn = \"reader\"\n")
+                .expect_err("arn");
+        assert!(err.to_string().starts_with("source[0].role_arn"), "{err}");
+        let err =
+            parse("[[source]]\ntype = \"s3\"\nbucket = \"ok-bucket\"\nqueue_url = \"queue\"\n")
+                .expect_err("url");
+        assert!(err.to_string().starts_with("source[0].queue_url"), "{err}");
+        let err =
+            parse("[[source]]\ntype = \"cloudwatch\"\nlog_groups = []\n").expect_err("groups");
+        assert!(err.to_string().starts_with("source[0].log_groups"), "{err}");
+        let err = parse("[[source]]\ntype = \"s3\"\nbucket = \"ok-bucket\"\nkind = \"vpc\"\n")
+            .expect_err("kind");
+        assert!(err.to_string().starts_with("source[0].kind"), "{err}");
+        let err = ConfigFile::parse(
+            "[[source]]\ntype = \"s3\"\nbucket = \"ok-bucket\"\nregoin = \"x\"\n",
+            "t",
+        )
+        .expect_err("unknown");
+        assert!(err.to_string().contains("regoin"), "{err}");
     }
 
     #[test]

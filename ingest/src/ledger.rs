@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const EVENT_IDS: TableDefinition<&str, &str> = TableDefinition::new("cloudtrail_event_ids");
+/// Source positions (listing and log-stream cursors): name → opaque bytes owned by the source.
+const CURSORS: TableDefinition<&str, &[u8]> = TableDefinition::new("source_cursors");
 
 /// What the ledger remembers of one object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +105,8 @@ impl Ledger {
         tx.open_table(OBJECTS)
             .map_err(|e| store("creating tables")(e.into()))?;
         tx.open_table(EVENT_IDS)
+            .map_err(|e| store("creating tables")(e.into()))?;
+        tx.open_table(CURSORS)
             .map_err(|e| store("creating tables")(e.into()))?;
         auditlake_detect::outbox::create_tables(&tx).map_err(store("creating tables"))?;
         tx.commit()
@@ -239,6 +243,29 @@ impl Ledger {
         Ok(())
     }
 
+    /// The cursor saved under `name`, if any.
+    pub fn cursor(&self, name: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        let action = "reading a source cursor";
+        let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
+        let table = tx
+            .open_table(CURSORS)
+            .map_err(|e| store(action)(e.into()))?;
+        let value = table.get(name).map_err(|e| store(action)(e.into()))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Saves cursors in their own transaction (for positions that cover no lake data).
+    pub fn save_cursors(&self, cursors: &[(String, Vec<u8>)]) -> Result<(), LedgerError> {
+        if cursors.is_empty() {
+            return Ok(());
+        }
+        let action = "saving source cursors";
+        let tx = self.db.begin_write().map_err(|e| store(action)(e.into()))?;
+        put_cursors(&tx, cursors).map_err(store(action))?;
+        tx.commit().map_err(|e| store(action)(e.into()))?;
+        Ok(())
+    }
+
     /// Every recorded object, by URI.
     pub fn entries(&self) -> Result<Vec<(String, ObjectEntry)>, LedgerError> {
         let action = "listing object entries";
@@ -259,6 +286,18 @@ impl Ledger {
         }
         Ok(out)
     }
+}
+
+/// Writes cursors inside `tx`, so that they advance exactly when the data they cover commits.
+pub fn put_cursors(
+    tx: &WriteTransaction,
+    cursors: &[(String, Vec<u8>)],
+) -> Result<(), redb::Error> {
+    let mut table = tx.open_table(CURSORS)?;
+    for (name, value) in cursors {
+        table.insert(name.as_str(), value.as_slice())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

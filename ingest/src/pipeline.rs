@@ -7,8 +7,9 @@
 //! retried on later scans, and recorded as failed after [`MAX_ATTEMPTS`] tries so that one bad
 //! object cannot stall the others.
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, BooleanArray, StringArray};
@@ -27,7 +28,8 @@ use tokio::sync::Notify;
 use crate::decode::{self, DecodeLimits, Decoded, ObjectContext};
 use crate::lake::{self, writer::LakeWriter};
 use crate::ledger::{Ledger, LedgerError, ObjectEntry, ObjectStatus};
-use crate::source::layout::{self, ObjectKind};
+use crate::shared::{SharedError, SharedLake};
+use crate::source::layout::ObjectKind;
 use crate::source::{LogSource, SourceError, SourceObject};
 
 /// Tries before an object is recorded as failed.
@@ -59,6 +61,8 @@ pub enum ObjectError {
     },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Shared(#[from] SharedError),
     #[error("worker task for {uri} ended abnormally: {message}")]
     Task { uri: String, message: String },
 }
@@ -67,11 +71,12 @@ impl ObjectError {
     /// A short, stable label for counters.
     pub fn kind(&self) -> &'static str {
         match self {
-            ObjectError::Fetch(_) => "fetch",
+            ObjectError::Fetch(e) => e.kind(),
             ObjectError::Decode { .. } => "decode",
             ObjectError::Write { .. } => "write",
             ObjectError::Arrow { .. } => "arrow",
             ObjectError::Ledger(_) => "ledger",
+            ObjectError::Shared(_) => "shared",
             ObjectError::Task { .. } => "task",
         }
     }
@@ -105,6 +110,19 @@ pub struct IngestStats {
     pub duplicate_events: AtomicU64,
     pub digests: AtomicU64,
     pub alerts: AtomicU64,
+    /// SQS messages received, those ignored (test events, other buckets, removals) and those
+    /// that could not be read.
+    pub notifications: AtomicU64,
+    pub notifications_ignored: AtomicU64,
+    pub notifications_malformed: AtomicU64,
+    /// Log events read from CloudWatch Logs.
+    pub cloudwatch_events: AtomicU64,
+    /// Newest modification time of an object seen in a listing or notification, and of one
+    /// ingested, in microseconds; their difference is the ingest lag.
+    pub newest_seen_micros: AtomicI64,
+    pub newest_ingested_micros: AtomicI64,
+    /// Errors by kind (`fetch`, `gone`, `decode`, `list`, `sqs`, ...).
+    pub errors: Mutex<BTreeMap<&'static str, u64>>,
     /// True after a scan that found nothing new, nothing unsettled and no failure.
     pub idle: AtomicBool,
 }
@@ -124,9 +142,33 @@ pub struct StatsSnapshot {
     pub duplicate_events: u64,
     pub digests: u64,
     pub alerts: u64,
+    pub notifications: u64,
+    pub notifications_ignored: u64,
+    pub notifications_malformed: u64,
+    pub cloudwatch_events: u64,
+    pub newest_seen_micros: i64,
+    pub newest_ingested_micros: i64,
 }
 
 impl IngestStats {
+    /// Counts one error of `kind`.
+    pub fn count_error(&self, kind: &'static str) {
+        *self
+            .errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(kind)
+            .or_default() += 1;
+    }
+
+    /// Errors by kind, so far.
+    pub fn errors(&self) -> BTreeMap<&'static str, u64> {
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> StatsSnapshot {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -143,6 +185,12 @@ impl IngestStats {
             duplicate_events: load(&self.duplicate_events),
             digests: load(&self.digests),
             alerts: load(&self.alerts),
+            notifications: load(&self.notifications),
+            notifications_ignored: load(&self.notifications_ignored),
+            notifications_malformed: load(&self.notifications_malformed),
+            cloudwatch_events: load(&self.cloudwatch_events),
+            newest_seen_micros: self.newest_seen_micros.load(Ordering::Relaxed),
+            newest_ingested_micros: self.newest_ingested_micros.load(Ordering::Relaxed),
         }
     }
 }
@@ -151,6 +199,8 @@ impl IngestStats {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ScanReport {
     pub listed: usize,
+    /// Listed objects the ledger had not recorded in this version.
+    pub fresh: usize,
     pub processed: usize,
     pub failed: usize,
     pub unsettled: usize,
@@ -202,6 +252,8 @@ pub struct Pipeline {
     stats: Arc<IngestStats>,
     attempts: Mutex<HashMap<String, u32>>,
     detection: Option<Detection>,
+    /// Claims and markers shared with other workers of the same lake, if configured.
+    shared: Option<Arc<SharedLake>>,
 }
 
 /// What processing one object produced, before the ledger commit.
@@ -227,7 +279,14 @@ impl Pipeline {
             stats: Arc::default(),
             attempts: Mutex::default(),
             detection: None,
+            shared: None,
         }
+    }
+
+    /// Decides event-id ownership and skips objects through `shared`, for several workers.
+    pub fn with_shared(mut self, shared: Arc<SharedLake>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// Runs `detection` on every batch this pipeline persists.
@@ -248,38 +307,105 @@ impl Pipeline {
         &self.ledger
     }
 
-    /// Lists `source` and ingests every object not yet recorded, until `stop`.
+    /// Lists `source` and ingests every object not yet recorded, until `stop`. The listing's
+    /// cursors are saved only when every listed object is recorded and `stop` did not cut the
+    /// scan short.
     pub async fn scan(
         &self,
         source: &dyn LogSource,
         stop: &CancellationToken,
     ) -> Result<ScanReport, ScanError> {
+        self.scan_with_progress(source, stop, None).await
+    }
+
+    /// [`Pipeline::scan`], advancing `progress` once per object done.
+    pub async fn scan_with_progress(
+        &self,
+        source: &dyn LogSource,
+        stop: &CancellationToken,
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> Result<ScanReport, ScanError> {
         self.stats.scans.fetch_add(1, Ordering::Relaxed);
-        let listing = source.list().await.map_err(|error| ScanError::List {
-            source_name: source.name().to_owned(),
-            error,
+        let listing = source.list().await.map_err(|error| {
+            self.stats.count_error("list");
+            ScanError::List {
+                source_name: source.name().to_owned(),
+                error,
+            }
         })?;
+        let mut report = self
+            .ingest_objects(source, &listing.objects, stop, progress)
+            .await?;
+        report.unsettled = listing.unsettled;
+        if report.failed == 0 && report.processed == report.fresh && !stop.is_cancelled() {
+            self.ledger.save_cursors(&listing.cursors)?;
+        }
+        Ok(report)
+    }
+
+    /// Ingests those of `objects` (from `source`) that the ledger has not recorded in their
+    /// listed version, up to `concurrency` at once, until `stop`. `progress` is advanced once
+    /// per object done.
+    pub async fn ingest_objects(
+        &self,
+        source: &dyn LogSource,
+        objects: &[SourceObject],
+        stop: &CancellationToken,
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> Result<ScanReport, ScanError> {
         let fresh: Vec<SourceObject> = self
             .ledger
-            .unrecorded(&listing.objects, |o| (o.uri.as_str(), o.version.as_str()))?
+            .unrecorded(objects, |o| (o.uri.as_str(), o.version.as_str()))?
             .into_iter()
             .cloned()
             .collect();
         let mut report = ScanReport {
-            listed: listing.objects.len(),
-            unsettled: listing.unsettled,
+            listed: objects.len(),
+            fresh: fresh.len(),
             ..ScanReport::default()
         };
+        if let Some(newest) = objects.iter().map(|o| o.modified_micros).max() {
+            self.stats
+                .newest_seen_micros
+                .fetch_max(newest, Ordering::Relaxed);
+        }
+        if let Some(bar) = progress {
+            bar.inc_length(fresh.len() as u64);
+        }
         // Objects in flight finish when `stop` fires; no new one starts.
         let results: Vec<bool> = futures::stream::iter(fresh)
             .take_until(stop.clone().cancelled_owned())
-            .map(|object| self.ingest_object(source, object))
+            .map(|object| async move {
+                let ok = self.ingest_object(source, object).await;
+                if let Some(bar) = progress {
+                    bar.inc(1);
+                }
+                ok
+            })
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
         report.processed = results.len();
         report.failed = results.iter().filter(|ok| !**ok).count();
         Ok(report)
+    }
+
+    /// Ingests bytes that a stream source has already read, as object `object`, committing
+    /// `cursors` in the same ledger transaction as the object (see [`crate::source::cloudwatch`]).
+    pub async fn ingest_read(
+        &self,
+        object: SourceObject,
+        kind: ObjectKind,
+        bytes: Vec<u8>,
+        cursors: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), ObjectError> {
+        let result = self.process_and_commit(&object, kind, bytes, cursors).await;
+        if let Err(e) = &result {
+            self.stats.object_errors.fetch_add(1, Ordering::Relaxed);
+            self.stats.count_error(e.kind());
+            tracing::warn!(uri = %object.uri, kind = e.kind(), error = %e, "read not ingested");
+        }
+        result
     }
 
     /// Ingests one object, logging and counting a failure; true on success.
@@ -291,9 +417,12 @@ impl Pipeline {
             }
             Err(error) => {
                 self.stats.object_errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.count_error(error.kind());
                 let attempts = self.count_attempt(&object.uri);
                 tracing::warn!(uri = %object.uri, kind = error.kind(), attempts, error = %error, "object not ingested");
-                if attempts >= MAX_ATTEMPTS {
+                // A vanished object is recorded at once: no retry can bring it back.
+                let gone = matches!(error, ObjectError::Fetch(SourceError::Gone { .. }));
+                if gone || attempts >= MAX_ATTEMPTS {
                     self.record_failure(&object, &error);
                 }
                 false
@@ -306,8 +435,24 @@ impl Pipeline {
         source: &dyn LogSource,
         object: &SourceObject,
     ) -> Result<(), ObjectError> {
-        let kind = layout::classify(&object.key, source.atlas_project());
-        let Some(format) = kind.format() else {
+        if let Some(shared) = &self.shared
+            && shared
+                .ingested_elsewhere(&object.uri, &object.version)
+                .await?
+        {
+            let entry = ObjectEntry {
+                version: object.version.clone(),
+                kind: "ingested_elsewhere".to_owned(),
+                status: ObjectStatus::Skipped,
+                ..empty_entry()
+            };
+            self.commit_blocking(object.uri.clone(), entry, Vec::new())
+                .await?;
+            self.stats.objects_skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let kind = source.classify(&object.key);
+        if kind.format().is_none() {
             if kind == ObjectKind::Unrecognized {
                 tracing::info!(uri = %object.uri, "object skipped: its key matches no known layout");
             } else {
@@ -326,8 +471,23 @@ impl Pipeline {
                 .await?;
             self.stats.objects_skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
-        };
+        }
         let bytes = source.fetch(object).await?;
+        self.process_and_commit(object, kind, bytes, Vec::new())
+            .await
+    }
+
+    /// Decodes, writes and commits one object's bytes (with `cursors` in the same transaction).
+    async fn process_and_commit(
+        &self,
+        object: &SourceObject,
+        kind: ObjectKind,
+        bytes: Vec<u8>,
+        cursors: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), ObjectError> {
+        let Some(format) = kind.format() else {
+            return Ok(());
+        };
         self.stats
             .bytes_read
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -337,10 +497,12 @@ impl Pipeline {
         let limits = self.limits;
         let task_object = object.clone();
         let detection = self.detection.clone();
+        let shared = self.shared.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now().timestamp_micros();
             let outcome = process(
                 &ledger,
+                shared.as_deref(),
                 &writer,
                 detection.as_ref(),
                 limits,
@@ -351,12 +513,13 @@ impl Pipeline {
                 now,
             )?;
             let ids: Vec<&str> = outcome.event_ids.iter().map(String::as_str).collect();
-            match &detection {
-                Some(d) => ledger.commit_with(&task_object.uri, &outcome.entry, &ids, &|tx| {
-                    d.persist(tx, &outcome.alerts, now)
-                })?,
-                None => ledger.commit(&task_object.uri, &outcome.entry, &ids)?,
-            }
+            ledger.commit_with(&task_object.uri, &outcome.entry, &ids, &|tx| {
+                crate::ledger::put_cursors(tx, &cursors)?;
+                match &detection {
+                    Some(d) => d.persist(tx, &outcome.alerts, now),
+                    None => Ok(()),
+                }
+            })?;
             Ok::<_, ObjectError>(outcome)
         })
         .await
@@ -365,6 +528,12 @@ impl Pipeline {
             message: e.to_string(),
         })??;
 
+        if let Some(shared) = &self.shared
+            && let Err(e) = shared.mark_ingested(&object.uri, &object.version).await
+        {
+            // Only costs another worker a redo with the same result.
+            tracing::warn!(uri = %object.uri, error = %e, "could not mark the object as ingested for other workers");
+        }
         let s = &self.stats;
         let e = &outcome.entry;
         if outcome.digest {
@@ -381,6 +550,8 @@ impl Pipeline {
             }
         }
         s.objects_ingested.fetch_add(1, Ordering::Relaxed);
+        s.newest_ingested_micros
+            .fetch_max(object.modified_micros, Ordering::Relaxed);
         s.cloudtrail_rows
             .fetch_add(e.cloudtrail_rows, Ordering::Relaxed);
         s.mongodb_audit_rows
@@ -467,6 +638,7 @@ fn empty_entry() -> ObjectEntry {
 #[allow(clippy::too_many_arguments)]
 fn process(
     ledger: &Ledger,
+    shared: Option<&SharedLake>,
     writer: &LakeWriter,
     detection: Option<&Detection>,
     limits: DecodeLimits,
@@ -517,7 +689,8 @@ fn process(
 
     let mut alerts = Vec::new();
     if let Some(batch) = &decoded.cloudtrail {
-        let (kept, ids, duplicates) = drop_duplicate_events(ledger, &object.uri, batch)?;
+        let (kept, ids, duplicates) =
+            drop_duplicate_events(ledger, shared, &object.uri, batch, object.modified_micros)?;
         entry.duplicate_events = duplicates;
         event_ids = ids;
         if let Some(d) = detection {
@@ -551,18 +724,46 @@ fn process(
     })
 }
 
+/// The lake partition (`date=…/hour=…`) of each row, by its time column.
+fn row_partitions(batch: &RecordBatch, fallback_micros: i64) -> Vec<String> {
+    let times = batch
+        .column_by_name(schema::time_column(schema::CLOUDTRAIL).unwrap_or_default())
+        .and_then(|c| {
+            c.as_any()
+                .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+        });
+    (0..batch.num_rows())
+        .map(|row| {
+            let micros = match times {
+                Some(t) if !t.is_null(row) => t.value(row),
+                _ => fallback_micros,
+            };
+            schema::Partition::of_micros(micros).path()
+        })
+        .collect()
+}
+
 /// The rows of `batch` whose event id this object keeps, those ids, and how many were dropped.
 fn drop_duplicate_events(
     ledger: &Ledger,
+    shared: Option<&SharedLake>,
     uri: &str,
     batch: &RecordBatch,
+    fallback_micros: i64,
 ) -> Result<(RecordBatch, Vec<String>, u64), ObjectError> {
     let ids = batch
         .column_by_name("event_id")
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
         .map(|a| a.iter().collect::<Vec<Option<&str>>>())
         .unwrap_or_default();
-    let keep = ledger.claim_event_ids(uri, &ids)?;
+    let keep = match shared {
+        None => ledger.claim_event_ids(uri, &ids)?,
+        Some(shared) => {
+            let hours = row_partitions(batch, fallback_micros);
+            // On a blocking thread of the runtime (see `try_ingest`).
+            tokio::runtime::Handle::current().block_on(shared.claim(uri, &ids, &hours))?
+        }
+    };
     let kept_ids: Vec<String> = ids
         .iter()
         .zip(&keep)

@@ -8,7 +8,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use std::sync::Mutex;
 
@@ -17,15 +18,20 @@ use auditlake_detect::outbox;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use auditlake_query::QueryEngine;
 use auditlake_query::http::{ApiState, StatusSource, router};
+use auditlake_query::{LakeRoot, QueryEngine};
 
+use crate::aws::AwsSettings;
 use crate::config::{Config, SourceSpec};
 use crate::lake::writer::LakeWriter;
 use crate::ledger::{Ledger, ObjectStatus};
 use crate::pipeline::{Detection, Pipeline};
+use crate::shared::SharedLake;
 use crate::source::LogSource;
+use crate::source::cloudwatch::CloudWatchSource;
 use crate::source::folder::FolderSource;
+use crate::source::notify::QueueConsumer;
+use crate::source::s3::S3Source;
 
 /// Start-up failures, each naming what was being opened.
 #[derive(Debug, thiserror::Error)]
@@ -56,24 +62,54 @@ pub enum ServiceError {
     Detect(auditlake_detect::config::DetectConfigError),
     #[error("reading detector state: {0}")]
     DetectState(#[source] redb::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Shared(#[from] crate::shared::SharedError),
 }
 
-/// The pipeline, the sources it scans and the alert deliverer: what `serve` and `ingest` need.
+/// A listed source and how often it is listed.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub source: Arc<dyn LogSource>,
+    pub interval: Duration,
+}
+
+/// The pipeline, the sources it reads and the alert deliverer: what `serve` and `ingest` need.
 #[derive(Debug)]
 pub struct Ingestion {
     pub pipeline: Arc<Pipeline>,
-    pub sources: Vec<Arc<dyn LogSource>>,
+    /// Folders and buckets, listed.
+    pub sources: Vec<Listed>,
+    /// SQS queues of S3 notifications.
+    pub queues: Vec<QueueConsumer>,
+    /// CloudWatch Logs groups, polled.
+    pub streams: Vec<Arc<CloudWatchSource>>,
     pub deliverer: Deliverer,
+    /// The lake root the pipeline writes (and queries read).
+    pub lake: LakeRoot,
+}
+
+impl Ingestion {
+    /// Names of every source, for status.
+    pub fn source_names(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .map(|l| l.source.name().to_owned())
+            .chain(self.streams.iter().map(|s| s.name()))
+            .collect()
+    }
 }
 
 /// Opens the lake writer, ledger and sources of `config`.
-pub fn open_pipeline(config: &Config) -> Result<Ingestion, ServiceError> {
+pub async fn open_pipeline(config: &Config) -> Result<Ingestion, ServiceError> {
     std::fs::create_dir_all(&config.state_dir).map_err(|source| ServiceError::StateDir {
         path: config.state_dir.display().to_string(),
         source,
     })?;
     let ledger = Arc::new(Ledger::open(&config.state_dir.join("ledger.redb"))?);
-    let writer = LakeWriter::create(&config.lake)?;
+    let root = config.lake.open().await?;
+    let writer = LakeWriter::create(root.clone())?;
     let mut engine = config.detect.build().map_err(ServiceError::Detect)?;
     let saved = outbox::load_state(ledger.database()).map_err(ServiceError::DetectState)?;
     if let Some(state) = saved {
@@ -89,29 +125,69 @@ pub fn open_pipeline(config: &Config) -> Result<Ingestion, ServiceError> {
         webhooks: Arc::new(config.webhooks.clone()),
         wake: deliverer.waker(),
     };
-    let pipeline = Arc::new(
-        Pipeline::new(ledger, writer, config.limits.into(), config.concurrency)
-            .with_detection(detection),
-    );
-    let mut sources: Vec<Arc<dyn LogSource>> = Vec::new();
+    let mut pipeline = Pipeline::new(ledger, writer, config.limits.into(), config.concurrency)
+        .with_detection(detection);
+    if config.shared_lake {
+        pipeline = pipeline.with_shared(Arc::new(SharedLake::new(&root)?));
+    }
+    let pipeline = Arc::new(pipeline);
+    let mut sources = Vec::new();
+    let mut streams = Vec::new();
+    // Sources sharing a queue share one consumer.
+    let mut by_queue: Vec<(String, AwsSettings, Duration, Vec<Arc<S3Source>>)> = Vec::new();
     for spec in &config.sources {
         match spec {
             SourceSpec::Folder {
                 path,
                 atlas_project,
             } => {
-                sources.push(Arc::new(FolderSource::new(
-                    path,
-                    config.settle,
-                    atlas_project.clone(),
-                )?));
+                sources.push(Listed {
+                    source: Arc::new(FolderSource::new(
+                        path,
+                        config.settle,
+                        atlas_project.clone(),
+                    )?),
+                    interval: config.poll_interval,
+                });
+            }
+            SourceSpec::S3 { spec, queue_wait } => {
+                let source =
+                    Arc::new(S3Source::connect(spec.clone(), pipeline.ledger().clone()).await);
+                let interval = match &spec.queue_url {
+                    Some(queue) => {
+                        match by_queue.iter_mut().find(|(q, ..)| q == queue) {
+                            Some((.., members)) => members.push(source.clone()),
+                            None => by_queue.push((
+                                queue.clone(),
+                                spec.aws.clone(),
+                                *queue_wait,
+                                vec![source.clone()],
+                            )),
+                        }
+                        spec.reconcile_interval
+                    }
+                    None => config.poll_interval,
+                };
+                sources.push(Listed { source, interval });
+            }
+            SourceSpec::Cloudwatch(spec) => {
+                streams.push(Arc::new(
+                    CloudWatchSource::connect(spec.clone(), pipeline.ledger().clone()).await,
+                ));
             }
         }
+    }
+    let mut queues = Vec::new();
+    for (queue, aws, wait, members) in by_queue {
+        queues.push(QueueConsumer::connect(queue, &aws, members, pipeline.clone(), wait).await);
     }
     Ok(Ingestion {
         pipeline,
         sources,
+        queues,
+        streams,
         deliverer,
+        lake: root,
     })
 }
 
@@ -128,9 +204,7 @@ pub async fn run(
 pub struct Service {
     config: Config,
     listener: TcpListener,
-    pipeline: Arc<Pipeline>,
-    sources: Vec<Arc<dyn LogSource>>,
-    deliverer: Deliverer,
+    ingestion: Ingestion,
     engine: QueryEngine,
 }
 
@@ -185,18 +259,26 @@ impl StatusSource for ServiceStatus {
             "lake": totals,
         })
     }
+
+    fn metrics(&self) -> String {
+        let database = self.pipeline.ledger().database().clone();
+        let deliveries = Arc::new(move || {
+            let mut by_state: std::collections::BTreeMap<String, u64> = Default::default();
+            for row in outbox::all(&database).unwrap_or_default() {
+                *by_state.entry(row.state.as_str().to_owned()).or_default() += 1;
+            }
+            by_state.into_iter().collect()
+        });
+        crate::metrics::render(self.pipeline.stats(), deliveries)
+    }
 }
 
 impl Service {
     /// Opens everything `config` names and binds the HTTP listener.
     pub async fn bind(config: Config) -> Result<Self, ServiceError> {
-        let Ingestion {
-            pipeline,
-            sources,
-            deliverer,
-        } = open_pipeline(&config)?;
-        let engine = QueryEngine::open(&config.lake).await?;
-        crate::deliveries::register(&engine, pipeline.ledger().database().clone())?;
+        let ingestion = open_pipeline(&config).await?;
+        let engine = QueryEngine::open_root(&ingestion.lake).await?;
+        crate::deliveries::register(&engine, ingestion.pipeline.ledger().database().clone())?;
         let listener = TcpListener::bind(config.http_listen)
             .await
             .map_err(|source| ServiceError::Bind {
@@ -206,9 +288,7 @@ impl Service {
         Ok(Service {
             config,
             listener,
-            pipeline,
-            sources,
-            deliverer,
+            ingestion,
             engine,
         })
     }
@@ -227,23 +307,37 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let addr = self.local_addr();
         let stop = CancellationToken::new();
+        let Ingestion {
+            pipeline,
+            sources,
+            queues,
+            streams,
+            deliverer,
+            ..
+        } = self.ingestion;
         let status = Arc::new(ServiceStatus {
-            pipeline: self.pipeline.clone(),
-            sources: self.sources.iter().map(|s| s.name().to_owned()).collect(),
+            pipeline: pipeline.clone(),
+            sources: sources
+                .iter()
+                .map(|l| l.source.name().to_owned())
+                .chain(streams.iter().map(|s| s.name()))
+                .collect(),
         });
         let state = ApiState {
             engine: self.engine.clone(),
             status,
             token: self.config.http_token.as_deref().map(Arc::from),
         };
-        let ingest = tokio::spawn(ingest_loop(
-            self.pipeline.clone(),
-            self.sources.clone(),
+        let ingest = spawn_ingest(
+            &pipeline,
+            sources,
+            queues,
+            streams,
             self.config.poll_interval,
-            stop.clone(),
-        ));
+            &stop,
+        );
         let deliver_stop = CancellationToken::new();
-        let deliver = tokio::spawn(self.deliverer.run(deliver_stop.clone()));
+        let deliver = tokio::spawn(deliverer.run(deliver_stop.clone()));
         let http_stop = CancellationToken::new();
         let http = {
             let http_stop = http_stop.clone();
@@ -259,8 +353,10 @@ impl Service {
         shutdown.await;
         tracing::info!("shutting down: finishing objects in flight");
         stop.cancel();
-        if let Err(e) = ingest.await {
-            tracing::error!(error = %e, "ingest loop ended abnormally");
+        for task in ingest {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "ingest task ended abnormally");
+            }
         }
         deliver_stop.cancel();
         if let Err(e) = deliver.await {
@@ -274,39 +370,99 @@ impl Service {
     }
 }
 
-async fn ingest_loop(
-    pipeline: Arc<Pipeline>,
-    sources: Vec<Arc<dyn LogSource>>,
-    poll_interval: std::time::Duration,
-    stop: CancellationToken,
-) {
-    while !stop.is_cancelled() {
-        let mut quiet = true;
-        for source in &sources {
-            match pipeline.scan(source.as_ref(), &stop).await {
-                Ok(report) => {
-                    if report.processed > 0 || report.unsettled > 0 || report.failed > 0 {
-                        quiet = false;
-                        tracing::info!(
-                            source = source.name(),
-                            listed = report.listed,
-                            processed = report.processed,
-                            failed = report.failed,
-                            unsettled = report.unsettled,
-                            "scan done"
-                        );
-                    }
-                }
-                Err(e) => {
-                    quiet = false;
-                    tracing::warn!(source = source.name(), error = %e, "scan failed");
+/// Starts one task per listed source, per queue and per CloudWatch source. The pipeline is
+/// idle when every listing and poll task found nothing to do on its last round.
+fn spawn_ingest(
+    pipeline: &Arc<Pipeline>,
+    sources: Vec<Listed>,
+    queues: Vec<QueueConsumer>,
+    streams: Vec<Arc<CloudWatchSource>>,
+    poll_interval: Duration,
+    stop: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let quiet: Arc<Vec<AtomicBool>> = Arc::new(
+        (0..sources.len() + streams.len())
+            .map(|_| AtomicBool::new(false))
+            .collect(),
+    );
+    let mut tasks = Vec::new();
+    for (slot, listed) in sources.into_iter().enumerate() {
+        let (pipeline, stop, quiet) = (pipeline.clone(), stop.clone(), quiet.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let done = scan_once(&pipeline, listed.source.as_ref(), &stop).await;
+                mark(&pipeline, &quiet, slot, done);
+                if !sleep_or_stop(listed.interval, &stop).await {
+                    break;
                 }
             }
+        }));
+    }
+    for (n, stream) in streams.into_iter().enumerate() {
+        let slot = quiet.len() - 1 - n;
+        let (pipeline, stop, quiet) = (pipeline.clone(), stop.clone(), quiet.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let done = match stream.poll(&pipeline, &stop).await {
+                    Ok(events) => {
+                        if events > 0 {
+                            tracing::info!(source = %stream.name(), events, "log events ingested");
+                        }
+                        events == 0
+                    }
+                    Err(e) => {
+                        pipeline.stats().count_error(e.kind());
+                        tracing::warn!(source = %stream.name(), error = %e, "log group read failed");
+                        false
+                    }
+                };
+                mark(&pipeline, &quiet, slot, done);
+                if !sleep_or_stop(poll_interval, &stop).await {
+                    break;
+                }
+            }
+        }));
+    }
+    for queue in queues {
+        tasks.push(tokio::spawn(queue.run(stop.clone())));
+    }
+    tasks
+}
+
+fn mark(pipeline: &Pipeline, quiet: &[AtomicBool], slot: usize, done: bool) {
+    quiet[slot].store(done, Ordering::Relaxed);
+    let all = quiet.iter().all(|q| q.load(Ordering::Relaxed));
+    pipeline.stats().idle.store(all, Ordering::Relaxed);
+}
+
+/// Sleeps `interval`; false if `stop` fired first.
+async fn sleep_or_stop(interval: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep(interval) => true,
+    }
+}
+
+/// Lists and ingests one source once; true when there was nothing to do.
+async fn scan_once(pipeline: &Pipeline, source: &dyn LogSource, stop: &CancellationToken) -> bool {
+    match pipeline.scan(source, stop).await {
+        Ok(report) => {
+            let quiet = report.processed == 0 && report.unsettled == 0 && report.failed == 0;
+            if !quiet {
+                tracing::info!(
+                    source = source.name(),
+                    listed = report.listed,
+                    processed = report.processed,
+                    failed = report.failed,
+                    unsettled = report.unsettled,
+                    "scan done"
+                );
+            }
+            quiet
         }
-        pipeline.stats().idle.store(quiet, Ordering::Relaxed);
-        tokio::select! {
-            () = stop.cancelled() => break,
-            () = tokio::time::sleep(poll_interval) => {}
+        Err(e) => {
+            tracing::warn!(source = source.name(), error = %e, "scan failed");
+            false
         }
     }
 }

@@ -74,11 +74,39 @@ impl QueryOutput {
     }
 }
 
+/// Where the lake lives: a local folder, or a prefix of an object store (`s3://bucket/prefix/`)
+/// with the store that reaches it (built by the caller, who holds the credentials).
+#[derive(Clone)]
+pub enum LakeRoot {
+    Local(PathBuf),
+    Store {
+        /// The lake root, ending in `/`.
+        url: url::Url,
+        store: Arc<dyn object_store::ObjectStore>,
+    },
+}
+
+impl std::fmt::Debug for LakeRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+impl LakeRoot {
+    /// The root as a path or URL, for messages.
+    pub fn display(&self) -> String {
+        match self {
+            LakeRoot::Local(path) => path.display().to_string(),
+            LakeRoot::Store { url, .. } => url.to_string(),
+        }
+    }
+}
+
 /// A DataFusion session with every lake table registered; see the module documentation.
 #[derive(Clone)]
 pub struct QueryEngine {
     ctx: SessionContext,
-    root: PathBuf,
+    root: LakeRoot,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -99,6 +127,11 @@ fn read_only() -> SQLOptions {
 impl QueryEngine {
     /// Opens the lake at `root` (a local folder), creating its table folders if missing.
     pub async fn open(root: &Path) -> Result<Self, QueryError> {
+        Self::open_root(&LakeRoot::Local(root.to_path_buf())).await
+    }
+
+    /// Opens the lake at `root`, local or in an object store.
+    pub async fn open_root(root: &LakeRoot) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("auditlake", "lake");
@@ -108,21 +141,29 @@ impl QueryEngine {
             .build_arc()
             .map_err(|e| QueryError::Open {
                 table: String::new(),
-                path: root.display().to_string(),
+                path: root.display(),
                 message: e.to_string(),
             })?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        if let LakeRoot::Store { url, store } = root {
+            ctx.register_object_store(url, store.clone());
+        }
         for table in schema::TABLES {
-            let dir = root.join(table);
             let open_err = |message: String| QueryError::Open {
                 table: table.to_owned(),
-                path: dir.display().to_string(),
+                path: root.display(),
                 message,
             };
-            std::fs::create_dir_all(&dir).map_err(|e| open_err(e.to_string()))?;
-            let dir = std::fs::canonicalize(&dir).map_err(|e| open_err(e.to_string()))?;
-            let url = ListingTableUrl::parse(format!("{}/", dir.display()))
-                .map_err(|e| open_err(e.to_string()))?;
+            let url = match root {
+                LakeRoot::Local(path) => {
+                    let dir = path.join(table);
+                    std::fs::create_dir_all(&dir).map_err(|e| open_err(e.to_string()))?;
+                    let dir = std::fs::canonicalize(&dir).map_err(|e| open_err(e.to_string()))?;
+                    format!("{}/", dir.display())
+                }
+                LakeRoot::Store { url, .. } => format!("{url}{table}/"),
+            };
+            let url = ListingTableUrl::parse(url).map_err(|e| open_err(e.to_string()))?;
             let options =
                 ListingOptions::new(Arc::new(ParquetFormat::default().with_enable_pruning(true)))
                     .with_file_extension(".parquet")
@@ -143,7 +184,7 @@ impl QueryEngine {
         }
         Ok(QueryEngine {
             ctx,
-            root: root.to_path_buf(),
+            root: root.clone(),
         })
     }
 
@@ -164,7 +205,7 @@ impl QueryEngine {
     }
 
     /// The lake root this engine reads.
-    pub fn root(&self) -> &Path {
+    pub fn root(&self) -> &LakeRoot {
         &self.root
     }
 

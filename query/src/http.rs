@@ -1,4 +1,5 @@
-//! The HTTP API: `POST /v1/sql`, `GET /v1/tables`, `GET /v1/status`, `GET /healthz`.
+//! The HTTP API: `POST /v1/sql`, `GET /v1/tables`, `GET /v1/status`, `GET /metrics`,
+//! `GET /healthz`.
 //!
 //! Every route but `/healthz` wants `Authorization: Bearer <token>` when the service has a
 //! token; the service refuses to bind beyond loopback without one. Errors are JSON
@@ -21,6 +22,10 @@ use crate::format::{self, Format};
 /// Supplies the service's ingest status as JSON, without this crate knowing its shape.
 pub trait StatusSource: Send + Sync {
     fn status(&self) -> serde_json::Value;
+    /// Metrics in the Prometheus text format, for `GET /metrics`.
+    fn metrics(&self) -> String {
+        String::new()
+    }
 }
 
 /// Largest SQL request body.
@@ -50,6 +55,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/sql", post(sql))
         .route("/v1/tables", get(tables))
         .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
     Router::new()
@@ -166,4 +172,19 @@ async fn tables(State(state): State<ApiState>) -> Response {
 
 async fn status(State(state): State<ApiState>) -> Response {
     Json(state.status.status()).into_response()
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let status = state.status.clone();
+    match tokio::task::spawn_blocking(move || status.metrics()).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+    }
 }

@@ -3,12 +3,13 @@
 //! [`engine::QueryEngine`] registers every lake table in a DataFusion session from the schemas
 //! of the schema crate (no inference) with the Hive partition columns `date` and `hour`, and runs
 //! read-only statements. [`http::router`] exposes it over HTTP: `POST /v1/sql`,
-//! `GET /v1/tables`, `GET /v1/status`, `GET /healthz`. This crate knows nothing of sources or
-//! AWS: the service hands it a status callback and a lake root.
+//! `GET /v1/tables`, `GET /v1/status`, `GET /metrics`, `GET /healthz`. This crate knows nothing
+//! of sources or AWS: the service hands it a status callback and a lake root (a folder, or an
+//! object store it has built with its own credentials).
 
 pub mod engine;
 pub mod format;
 pub mod http;
 pub mod live;
 
-pub use engine::{QueryEngine, QueryError};
+pub use engine::{LakeRoot, QueryEngine, QueryError};

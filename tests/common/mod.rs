@@ -227,3 +227,120 @@ pub mod service {
         }
     }
 }
+
+/// The local AWS-compatible servers that `tests/servers.sh` starts (moto, SeaweedFS).
+pub mod aws {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+    /// The endpoint in `variable`. Missing: a failure under CI, else the test is skipped
+    /// (returns `None`) with a note on how to run it.
+    pub fn endpoint(variable: &str) -> Option<String> {
+        match std::env::var(variable) {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                assert!(
+                    std::env::var("CI").is_err(),
+                    "{variable} is not set: the test servers did not start (run bash tests/run.sh)"
+                );
+                eprintln!(
+                    "skipped: {variable} is not set; bash tests/run.sh starts the test servers"
+                );
+                None
+            }
+        }
+    }
+
+    /// moto's endpoint (S3, SQS, CloudWatch Logs, STS).
+    pub fn moto() -> Option<String> {
+        endpoint("AUDITLAKE_TEST_MOTO")
+    }
+
+    /// SeaweedFS's S3 endpoint.
+    pub fn seaweed() -> Option<String> {
+        endpoint("AUDITLAKE_TEST_S3")
+    }
+
+    /// SDK configuration for a local server, with the credentials the test script exports.
+    pub async fn sdk(endpoint: &str) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .load()
+            .await
+    }
+
+    pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(config)
+                .force_path_style(true)
+                .build(),
+        )
+    }
+
+    /// A bucket (or queue, or group) name no other test uses.
+    pub fn unique(name: &str) -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Uploads every file below `dir` under `prefix`; returns how many.
+    pub async fn upload_dir(
+        s3: &aws_sdk_s3::Client,
+        bucket: &str,
+        prefix: &str,
+        dir: &Path,
+    ) -> usize {
+        let mut n = 0;
+        for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+            let entry = entry.expect("walk");
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let relative = entry
+                .path()
+                .strip_prefix(dir)
+                .expect("below dir")
+                .to_string_lossy()
+                .replace('\\', "/");
+            put(
+                s3,
+                bucket,
+                &format!("{prefix}{relative}"),
+                std::fs::read(entry.path()).expect("read"),
+            )
+            .await;
+            n += 1;
+        }
+        n
+    }
+
+    pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PUT {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)));
+    }
+
+    pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
+        s3.create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "create bucket {bucket}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )
+            });
+    }
+}

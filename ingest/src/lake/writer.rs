@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow::array::{Array, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::{SortOptions, sort_to_indices, take_record_batch};
@@ -12,7 +12,9 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
+use auditlake_query::LakeRoot;
 use auditlake_schema::{self as schema, Partition};
+use object_store::ObjectStoreExt;
 
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -33,6 +35,12 @@ pub enum WriteError {
         path: String,
         #[source]
         source: parquet::errors::ParquetError,
+    },
+    #[error("storing {path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: object_store::Error,
     },
     #[error("{action} {path}: {source}")]
     Io {
@@ -59,26 +67,26 @@ pub struct WrittenFile {
     pub rows: usize,
 }
 
-/// Writes batches into a local lake root; see the module documentation of [`crate::lake`].
+/// Writes batches into a lake root; see the module documentation of [`crate::lake`].
 #[derive(Debug, Clone)]
 pub struct LakeWriter {
-    root: PathBuf,
+    root: LakeRoot,
 }
 
 impl LakeWriter {
-    /// A writer under `root`, creating the folder of every table.
-    pub fn create(root: &Path) -> Result<Self, WriteError> {
-        for table in schema::TABLES {
-            let dir = root.join(table);
-            std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+    /// A writer under `root`, creating the folder of every table of a local lake.
+    pub fn create(root: LakeRoot) -> Result<Self, WriteError> {
+        if let LakeRoot::Local(path) = &root {
+            for table in schema::TABLES {
+                let dir = path.join(table);
+                std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+            }
         }
-        Ok(LakeWriter {
-            root: root.to_path_buf(),
-        })
+        Ok(LakeWriter { root })
     }
 
     /// The lake root.
-    pub fn root(&self) -> &Path {
+    pub fn root(&self) -> &LakeRoot {
         &self.root
     }
 
@@ -150,8 +158,47 @@ impl LakeWriter {
         batch: &RecordBatch,
         time_index: usize,
     ) -> Result<(), WriteError> {
-        let path = self.root.join(relative);
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        match &self.root {
+            LakeRoot::Local(root) => write_local(root, relative, batch, time_index),
+            LakeRoot::Store { url, store } => {
+                let location = format!("{}{relative}", url.path().trim_start_matches('/'));
+                let parquet_err = |source| WriteError::Parquet {
+                    path: location.clone(),
+                    source,
+                };
+                let mut writer = ArrowWriter::try_new(
+                    Vec::new(),
+                    batch.schema(),
+                    Some(properties(batch, time_index)),
+                )
+                .map_err(parquet_err)?;
+                writer.write(batch).map_err(parquet_err)?;
+                let bytes = writer.into_inner().map_err(parquet_err)?;
+                // One PUT: the object appears whole or not at all, and is durable once answered.
+                // Called on a blocking thread of the runtime (the pipeline's decode task).
+                let path = object_store::path::Path::from(location.as_str());
+                tokio::runtime::Handle::current()
+                    .block_on(store.put(&path, bytes.into()))
+                    .map_err(|source| WriteError::Store {
+                        path: format!("{url}{relative}"),
+                        source,
+                    })?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Writes one file of a local lake: temporary name, sync, rename, sync the folder.
+fn write_local(
+    root: &Path,
+    relative: &str,
+    batch: &RecordBatch,
+    time_index: usize,
+) -> Result<(), WriteError> {
+    {
+        let path = root.join(relative);
+        let dir = path.parent().unwrap_or(root).to_path_buf();
         std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
         let file_name = path
             .file_name()

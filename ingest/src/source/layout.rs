@@ -59,6 +59,46 @@ static CLOUDTRAIL_KEY: LazyLock<Regex> = LazyLock::new(|| {
     .expect("valid CloudTrail key pattern")
 });
 
+/// Which objects a source expects, as configured (`kind = ...`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectedKind {
+    /// Whatever the key layout says.
+    #[default]
+    Auto,
+    /// CloudTrail only; `.json`/`.json.gz` keys outside the CloudTrail layout are read as
+    /// CloudTrail logs too (copied or re-exported trails).
+    Cloudtrail,
+    /// Atlas push export only.
+    AtlasAudit,
+}
+
+/// Classifies `key` as [`classify`] does, then keeps only what `expected` allows: the other
+/// family becomes [`ObjectKind::Unrecognized`] (counted and skipped).
+pub fn classify_expected(
+    key: &str,
+    atlas_project: Option<&str>,
+    expected: ExpectedKind,
+) -> ObjectKind {
+    let kind = classify(key, atlas_project);
+    let is_cloudtrail = matches!(
+        kind,
+        ObjectKind::CloudTrailLog | ObjectKind::CloudTrailDigest | ObjectKind::CloudTrailInsight
+    );
+    match expected {
+        ExpectedKind::Auto => kind,
+        ExpectedKind::Cloudtrail if is_cloudtrail => kind,
+        ExpectedKind::Cloudtrail
+            if kind == ObjectKind::Unrecognized
+                && (key.ends_with(".json.gz") || key.ends_with(".json")) =>
+        {
+            ObjectKind::CloudTrailLog
+        }
+        ExpectedKind::AtlasAudit if !is_cloudtrail => kind,
+        _ => ObjectKind::Unrecognized,
+    }
+}
+
 static ATLAS_DATE_FOLDER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\d{4}-\d{2}-\d{2}$").expect("valid date pattern"));
 
@@ -151,6 +191,33 @@ mod tests {
         assert_eq!(classify(current, Some("p")), ctx("MONGOD-AUDIT-LOG"));
         let server = "orders-prod/host/mongod/2026-11-01/1-mongod.log";
         assert_eq!(classify(server, None), ObjectKind::AtlasServerLog);
+    }
+
+    #[test]
+    fn expected_kind_keeps_one_family() {
+        let trail = "AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/01/a.json.gz";
+        let atlas = "c/h/mongod-audit/1761955200-mongod-audit.log";
+        let copied = "exports/trail-2026-11-01.json.gz";
+        assert_eq!(
+            classify_expected(trail, None, ExpectedKind::AtlasAudit),
+            ObjectKind::Unrecognized
+        );
+        assert_eq!(
+            classify_expected(atlas, None, ExpectedKind::Cloudtrail),
+            ObjectKind::Unrecognized
+        );
+        assert_eq!(
+            classify_expected(copied, None, ExpectedKind::Cloudtrail),
+            ObjectKind::CloudTrailLog
+        );
+        assert_eq!(
+            classify_expected(copied, None, ExpectedKind::Auto),
+            ObjectKind::Unrecognized
+        );
+        assert!(matches!(
+            classify_expected(atlas, None, ExpectedKind::AtlasAudit),
+            ObjectKind::AtlasAudit(_)
+        ));
     }
 
     #[test]

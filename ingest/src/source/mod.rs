@@ -6,8 +6,12 @@
 //! only those. A source must list an object under the same URI every time, and change its
 //! `version` whenever its content may have changed.
 
+pub mod cloudwatch;
 pub mod folder;
+pub mod keytime;
 pub mod layout;
+pub mod notify;
+pub mod s3;
 
 use std::fmt::Debug;
 
@@ -41,6 +45,23 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    /// The object no longer exists; retrying cannot help.
+    #[error("{uri} is gone (deleted after it was listed)")]
+    Gone { uri: String },
+    #[error("{location}: {message}")]
+    Remote { location: String, message: String },
+}
+
+impl SourceError {
+    /// A short, stable label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceError::List { .. } => "list",
+            SourceError::Fetch { .. } => "fetch",
+            SourceError::Gone { .. } => "gone",
+            SourceError::Remote { .. } => "remote",
+        }
+    }
 }
 
 /// A place that holds log objects.
@@ -56,6 +77,10 @@ pub trait LogSource: Send + Sync + Debug {
     fn atlas_project(&self) -> Option<&str> {
         None
     }
+    /// What an object is, from its key; by default the key layout decides.
+    fn classify(&self, key: &str) -> layout::ObjectKind {
+        layout::classify(key, self.atlas_project())
+    }
     /// Objects present now; see the trait contract.
     async fn list(&self) -> Result<Listing, SourceError>;
     /// The bytes of one object.
@@ -69,4 +94,7 @@ pub struct Listing {
     pub objects: Vec<SourceObject>,
     /// Objects seen but not yet complete (still being written); listed again later.
     pub unsettled: usize,
+    /// Listing positions to save once every listed object is recorded (see
+    /// [`crate::ledger::Ledger::save_cursors`]); the source reads them back on its next listing.
+    pub cursors: Vec<(String, Vec<u8>)>,
 }

@@ -1,0 +1,898 @@
+//! The AWS sources against real local servers (moto for S3, SQS and CloudWatch Logs; SeaweedFS
+//! for a stricter S3), started by `tests/servers.sh`: listing backfill and cursors, SQS
+//! notifications (test event, encoded keys), reconciliation of a lost notification, CloudWatch
+//! Logs paging, dedupe across CloudWatch and S3, a vanished object, and an endpoint that
+//! answers 503/SlowDown or stalls.
+
+mod common;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use auditlake_ingest::aws::AwsSettings;
+use auditlake_ingest::config::{Config, ConfigFile, LakeSpec, SourceSpec};
+use auditlake_ingest::sample::{self, SampleOptions};
+use auditlake_ingest::service;
+use auditlake_ingest::source::cloudwatch::CloudWatchSpec;
+use auditlake_ingest::source::layout::ExpectedKind;
+use auditlake_ingest::source::s3::{S3Source, S3Spec};
+use common::aws;
+use common::service::Running;
+use tokio_util::sync::CancellationToken;
+
+fn settings(endpoint: &str) -> AwsSettings {
+    AwsSettings {
+        endpoint_url: Some(endpoint.to_owned()),
+        region: Some("us-east-1".into()),
+        attempt_timeout: Duration::from_secs(5),
+        max_attempts: 4,
+        ..AwsSettings::new()
+    }
+}
+
+fn s3_spec(bucket: &str, aws: AwsSettings) -> S3Spec {
+    S3Spec {
+        bucket: bucket.to_owned(),
+        prefix: String::new(),
+        expected: ExpectedKind::Auto,
+        aws,
+        queue_url: None,
+        reconcile_interval: Duration::from_secs(3600),
+        look_back: Duration::from_secs(3600),
+        atlas_project: None,
+        since_micros: None,
+        until_micros: None,
+    }
+}
+
+fn config(lake: &std::path::Path, sources: Vec<SourceSpec>) -> Config {
+    let mut config = Config::from_file(ConfigFile::default(), &|_| None).expect("config");
+    config.lake = LakeSpec::Local(lake.to_path_buf());
+    config.state_dir = lake.join("_state");
+    config.http_listen = "127.0.0.1:0".parse().expect("addr");
+    config.poll_interval = Duration::from_millis(200);
+    config.sources = sources;
+    config
+}
+
+/// One gzip CloudTrail file holding a record per id.
+fn cloudtrail_object(ids: &[String], time: &str) -> Vec<u8> {
+    let records: Vec<serde_json::Value> = ids.iter().map(|id| record(id, time)).collect();
+    let body = serde_json::json!({ "Records": records }).to_string();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(body.as_bytes()).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+fn record(id: &str, time: &str) -> serde_json::Value {
+    serde_json::json!({
+        "eventVersion": "1.08",
+        "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "arn": "arn:aws:iam::111122223333:user/ops", "accountId": "111122223333", "userName": "ops"},
+        "eventTime": time,
+        "eventSource": "s3.amazonaws.com",
+        "eventName": "ListBuckets",
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "198.51.100.7",
+        "userAgent": "aws-cli/2",
+        "requestID": format!("req-{id}"),
+        "eventID": id,
+        "eventType": "AwsApiCall",
+        "readOnly": true,
+        "recipientAccountId": "111122223333"
+    })
+}
+
+const TRAIL: &str = "AWSLogs/111122223333/CloudTrail/us-east-1";
+
+fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:05}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_backfills_then_lists_only_the_recent_end() {
+    let Some(moto) = aws::moto() else { return };
+    let s3 = aws::s3(&aws::sdk(&moto).await);
+    let bucket = aws::unique("backfill");
+    aws::create_bucket(&s3, &bucket).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
+    aws::upload_dir(&s3, &bucket, "", &data).await;
+
+    let lake = dir.path().join("lake");
+    let spec = s3_spec(&bucket, settings(&moto));
+    let config = config(
+        &lake,
+        vec![SourceSpec::S3 {
+            spec,
+            queue_wait: Duration::from_secs(1),
+        }],
+    );
+    let ingestion = service::open_pipeline(&config).await.expect("pipeline");
+    let source = ingestion.sources[0].source.clone();
+    let stop = CancellationToken::new();
+    let first = ingestion
+        .pipeline
+        .scan(source.as_ref(), &stop)
+        .await
+        .expect("scan");
+    assert_eq!(first.failed, 0, "{first:?}");
+    let s = ingestion.pipeline.stats().snapshot();
+    assert_eq!(s.cloudtrail_rows as usize, manifest.cloudtrail_rows);
+    assert_eq!(s.duplicate_events as usize, manifest.cloudtrail_duplicates);
+    assert_eq!(s.mongodb_audit_rows as usize, manifest.mongodb_audit_rows);
+    assert_eq!(s.rejected_rows as usize, manifest.rejected_rows);
+    // Digest folders are not walked; everything else is listed.
+    assert_eq!(
+        first.listed,
+        manifest.cloudtrail_objects + manifest.atlas_audit_objects + manifest.unrecognized_objects
+    );
+
+    // The cursors now skip history: the next listing reads the newest day of CloudTrail (and of
+    // Atlas's legacy date folders) and the last hour of Atlas's epoch-named files only.
+    let again = ingestion
+        .pipeline
+        .scan(source.as_ref(), &stop)
+        .await
+        .expect("scan");
+    assert!(again.listed < first.listed, "{again:?} vs {first:?}");
+    assert_eq!(again.fresh, 0);
+    let relisted: Vec<String> = source
+        .list()
+        .await
+        .expect("list")
+        .objects
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let epoch_files: Vec<String> = walkdir::WalkDir::new(data.join("atlas"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            let key = e
+                .path()
+                .strip_prefix(&data)
+                .ok()?
+                .to_string_lossy()
+                .replace('\\', "/");
+            let parent = e
+                .path()
+                .parent()?
+                .file_name()?
+                .to_string_lossy()
+                .into_owned();
+            // Files directly in the log type folder (the current layout).
+            parent.contains("audit").then_some(key)
+        })
+        .collect();
+    let oldest = epoch_files.iter().min().expect("epoch-named Atlas files");
+    let newest = epoch_files.iter().max().expect("epoch-named Atlas files");
+    assert!(!relisted.contains(oldest), "{oldest} listed again");
+    assert!(relisted.contains(newest), "{newest} not listed again");
+
+    // An object delivered late into the newest day is still found.
+    let day = "2026/11/01";
+    let newest_ct = walkdir::WalkDir::new(data.join("cloudtrail"))
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && !e.path().to_string_lossy().contains("Digest"))
+        .last()
+        .expect("a cloudtrail file");
+    let newest_day = newest_ct
+        .path()
+        .parent()
+        .expect("day folder")
+        .strip_prefix(data.join("cloudtrail"))
+        .expect("below")
+        .to_string_lossy()
+        .replace('\\', "/");
+    assert!(newest_day.contains('/'), "{newest_day} ({day})");
+    let late_ids = ids("late", 3);
+    let late_key = format!(
+        "cloudtrail/{newest_day}/111122223333_CloudTrail_us-east-1_20000101T0000Z_late.json.gz"
+    );
+    aws::put(
+        &s3,
+        &bucket,
+        &late_key,
+        cloudtrail_object(&late_ids, "2026-11-01T00:00:00Z"),
+    )
+    .await;
+    let late = ingestion
+        .pipeline
+        .scan(source.as_ref(), &stop)
+        .await
+        .expect("scan");
+    assert_eq!((late.fresh, late.failed), (1, 0), "{late:?}");
+    assert_eq!(
+        ingestion.pipeline.stats().snapshot().cloudtrail_rows as usize,
+        manifest.cloudtrail_rows + 3
+    );
+}
+
+async fn create_queue(config: &aws_config::SdkConfig, name: &str) -> (String, String) {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url");
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes");
+    let arn = attributes
+        .attributes
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .expect("queue arn");
+    (url, arn)
+}
+
+async fn notify_queue(s3: &aws_sdk_s3::Client, bucket: &str, queue_arn: &str) {
+    use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+    s3.put_bucket_notification_configuration()
+        .bucket(bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(
+                    QueueConfiguration::builder()
+                        .queue_arn(queue_arn)
+                        .events(Event::from("s3:ObjectCreated:*"))
+                        .build()
+                        .expect("queue configuration"),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("bucket notification");
+}
+
+async fn wait_for_count(service: &Running, sql: &str, expected: i64, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if service.scalar(sql).await == expected {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{sql} did not reach {expected} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_notifications_bring_new_objects_in_within_seconds() {
+    let Some(moto) = aws::moto() else { return };
+    let sdk = aws::sdk(&moto).await;
+    let s3 = aws::s3(&sdk);
+    let bucket = aws::unique("notified");
+    aws::create_bucket(&s3, &bucket).await;
+    let (queue_url, queue_arn) = create_queue(&sdk, &aws::unique("notified")).await;
+    // moto, like S3, first sends an s3:TestEvent message.
+    notify_queue(&s3, &bucket, &queue_arn).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = s3_spec(&bucket, settings(&moto));
+    spec.queue_url = Some(queue_url);
+    let service = Running::start(config(
+        &dir.path().join("lake"),
+        vec![SourceSpec::S3 {
+            spec,
+            queue_wait: Duration::from_secs(1),
+        }],
+    ))
+    .await;
+    service.wait_idle().await;
+
+    // Keys with a space, a plus and a comma arrive form-urlencoded in notifications.
+    let mut delays = Vec::new();
+    for n in 0..5 {
+        let batch = ids(&format!("sqs{n}"), 10);
+        let key = format!(
+            "{TRAIL}/2026/11/22/111122223333_CloudTrail_us-east-1_20261122T09{n:02}Z_a+b c,{n}.json.gz"
+        );
+        let started = Instant::now();
+        aws::put(
+            &s3,
+            &bucket,
+            &key,
+            cloudtrail_object(&batch, "2026-11-22T09:00:00Z"),
+        )
+        .await;
+        wait_for_count(
+            &service,
+            &format!("SELECT count(*) FROM cloudtrail WHERE event_id LIKE 'sqs{n}-%'"),
+            10,
+            Duration::from_secs(30),
+        )
+        .await;
+        delays.push(started.elapsed());
+    }
+    let status = service.get("/v1/status").await;
+    let process = &status["process"];
+    assert!(process["notifications"].as_u64() >= Some(6), "{status}");
+    assert!(
+        process["notifications_ignored"].as_u64() >= Some(1),
+        "{status}"
+    );
+    assert_eq!(process["objects_failed"].as_u64(), Some(0), "{status}");
+    // Only one listing ran (at start, on the empty bucket): the objects came by notification.
+    assert_eq!(process["scans"].as_u64(), Some(1), "{status}");
+    let uris = service
+        .sql("SELECT DISTINCT source_uri FROM cloudtrail ORDER BY source_uri")
+        .await;
+    assert!(
+        uris[0]["source_uri"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("_a+b c,0.json.gz")),
+        "{uris:?}"
+    );
+    delays.sort();
+    eprintln!(
+        "upload → queryable through SQS: min {:?}, median {:?}, max {:?}",
+        delays[0],
+        delays[delays.len() / 2],
+        delays[delays.len() - 1]
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_listing_finds_an_object_whose_notification_was_lost() {
+    let Some(moto) = aws::moto() else { return };
+    let sdk = aws::sdk(&moto).await;
+    let s3 = aws::s3(&sdk);
+    let bucket = aws::unique("lost");
+    aws::create_bucket(&s3, &bucket).await;
+    // The queue exists but the bucket never notifies it: every notification is "lost".
+    let (queue_url, _) = create_queue(&sdk, &aws::unique("lost")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = s3_spec(&bucket, settings(&moto));
+    spec.queue_url = Some(queue_url);
+    spec.reconcile_interval = Duration::from_millis(500);
+    let service = Running::start(config(
+        &dir.path().join("lake"),
+        vec![SourceSpec::S3 {
+            spec,
+            queue_wait: Duration::from_secs(1),
+        }],
+    ))
+    .await;
+    service.wait_idle().await;
+    let key =
+        format!("{TRAIL}/2026/11/22/111122223333_CloudTrail_us-east-1_20261122T1000Z_lost.json.gz");
+    aws::put(
+        &s3,
+        &bucket,
+        &key,
+        cloudtrail_object(&ids("lost", 4), "2026-11-22T10:00:00Z"),
+    )
+    .await;
+    wait_for_count(
+        &service,
+        "SELECT count(*) FROM cloudtrail WHERE event_id LIKE 'lost-%'",
+        4,
+        Duration::from_secs(30),
+    )
+    .await;
+    let status = service.get("/v1/status").await;
+    assert_eq!(
+        status["process"]["notifications"].as_u64(),
+        Some(0),
+        "{status}"
+    );
+    service.stop().await;
+}
+
+async fn put_log_events(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    stream: &str,
+    events: &[(i64, String)],
+) {
+    for chunk in events.chunks(500) {
+        let batch: Vec<_> = chunk
+            .iter()
+            .map(|(t, m)| {
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(*t)
+                    .message(m)
+                    .build()
+                    .expect("log event")
+            })
+            .collect();
+        logs.put_log_events()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .set_log_events(Some(batch))
+            .send()
+            .await
+            .expect("put log events");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudwatch_pages_are_followed_and_records_seen_in_s3_are_not_doubled() {
+    let Some(moto) = aws::moto() else { return };
+    let sdk = aws::sdk(&moto).await;
+    let s3 = aws::s3(&sdk);
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let group = aws::unique("trail-group");
+    let stream = "111122223333_CloudTrail_us-east-1";
+    logs.create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .expect("group");
+    logs.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name(stream)
+        .send()
+        .await
+        .expect("stream");
+    let now = chrono::Utc::now();
+    let base = now.timestamp_millis() - 600_000;
+    let time = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let all = ids("cw", 1200);
+    let events: Vec<(i64, String)> = all
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (base + i as i64 * 10, record(id, &time).to_string()))
+        .collect();
+    put_log_events(&logs, &group, stream, &events).await;
+    // The first 300 also reached S3.
+    let bucket = aws::unique("cw-s3");
+    aws::create_bucket(&s3, &bucket).await;
+    let key =
+        format!("{TRAIL}/2026/11/22/111122223333_CloudTrail_us-east-1_20261122T0900Z_cw.json.gz");
+    aws::put(&s3, &bucket, &key, cloudtrail_object(&all[..300], &time)).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cw = CloudWatchSpec {
+        log_groups: vec![group.clone()],
+        aws: settings(&moto),
+        overlap: Duration::from_secs(60),
+        initial_look_back: Duration::from_secs(3600),
+        max_events: 10_000,
+        page_size: Some(100),
+        since_micros: None,
+        until_micros: None,
+    };
+    let config = config(
+        &dir.path().join("lake"),
+        vec![
+            SourceSpec::S3 {
+                spec: s3_spec(&bucket, settings(&moto)),
+                queue_wait: Duration::from_secs(1),
+            },
+            SourceSpec::Cloudwatch(cw),
+        ],
+    );
+    let ingestion = service::open_pipeline(&config).await.expect("pipeline");
+    let stop = CancellationToken::new();
+    ingestion
+        .pipeline
+        .scan(ingestion.sources[0].source.as_ref(), &stop)
+        .await
+        .expect("scan");
+    let stream_source = &ingestion.streams[0];
+    // Twelve pages of 100 in one read.
+    assert_eq!(
+        stream_source
+            .poll(&ingestion.pipeline, &stop)
+            .await
+            .expect("poll"),
+        1200
+    );
+    let s = ingestion.pipeline.stats().snapshot();
+    assert_eq!(s.cloudtrail_rows, 1200);
+    assert_eq!(s.duplicate_events, 300);
+    assert_eq!(s.cloudwatch_events, 1200);
+
+    // Nothing new: the overlap is read again and left out.
+    assert_eq!(
+        stream_source
+            .poll(&ingestion.pipeline, &stop)
+            .await
+            .expect("poll"),
+        0
+    );
+    // New events, some at the cursor's timestamp, are read once.
+    let last = base + 1199 * 10;
+    let more: Vec<(i64, String)> = ids("cw-more", 5)
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (last + i as i64, record(id, &time).to_string()))
+        .collect();
+    put_log_events(&logs, &group, stream, &more).await;
+    assert_eq!(
+        stream_source
+            .poll(&ingestion.pipeline, &stop)
+            .await
+            .expect("poll"),
+        5
+    );
+    assert_eq!(ingestion.pipeline.stats().snapshot().cloudtrail_rows, 1205);
+
+    // A restarted process (new in-memory state) reads the overlap again, and the ledger's event
+    // id claims keep the lake free of duplicates.
+    drop(ingestion);
+    let again = service::open_pipeline(&config).await.expect("pipeline");
+    again.streams[0]
+        .poll(&again.pipeline, &stop)
+        .await
+        .expect("poll");
+    let s = again.pipeline.stats().snapshot();
+    assert_eq!(s.cloudtrail_rows, 0, "{s:?}");
+    let engine = auditlake_query::QueryEngine::open(&dir.path().join("lake"))
+        .await
+        .expect("engine");
+    let batches = engine
+        .query("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM cloudtrail")
+        .await
+        .expect("query");
+    let text = arrow::util::pretty::pretty_format_batches(&batches.batches)
+        .expect("format")
+        .to_string();
+    assert!(text.contains("| 1205 | 1205 |"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_object_is_recorded_once_and_skipped() {
+    let Some(moto) = aws::moto() else { return };
+    let s3 = aws::s3(&aws::sdk(&moto).await);
+    let bucket = aws::unique("vanished");
+    aws::create_bucket(&s3, &bucket).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&dir.path().join("lake"), Vec::new());
+    let ingestion = service::open_pipeline(&config).await.expect("pipeline");
+    let source = S3Source::connect(
+        s3_spec(&bucket, settings(&moto)),
+        ingestion.pipeline.ledger().clone(),
+    )
+    .await;
+    let key =
+        format!("{TRAIL}/2026/11/22/111122223333_CloudTrail_us-east-1_20261122T1100Z_gone.json.gz");
+    let object = source.object(&key, "\"etag\"", 10, 0);
+    let stop = CancellationToken::new();
+    let report = ingestion
+        .pipeline
+        .ingest_objects(&source, std::slice::from_ref(&object), &stop, None)
+        .await
+        .expect("ingest");
+    assert_eq!(report.failed, 1);
+    let s = ingestion.pipeline.stats();
+    assert_eq!(s.snapshot().objects_failed, 1);
+    assert_eq!(s.errors().get("gone"), Some(&1));
+    // Recorded: not tried again.
+    let again = ingestion
+        .pipeline
+        .ingest_objects(&source, &[object], &stop, None)
+        .await
+        .expect("ingest");
+    assert_eq!(again.fresh, 0);
+}
+
+/// Forwards to `upstream`, failing some object reads: every `slow_down`-th answers 503
+/// SlowDown, every `stall`-th waits `stall_for` before answering.
+struct FaultProxy {
+    upstream: String,
+    slow_down: u64,
+    stall: u64,
+    stall_for: Duration,
+    reads: AtomicU64,
+    faults: AtomicU64,
+}
+
+async fn start_proxy(proxy: Arc<FaultProxy>) -> SocketAddr {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::{IntoResponse, Response};
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let (proxy, client) = (proxy.clone(), client.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            let path = parts.uri.path().to_owned();
+            let query = parts.uri.query().unwrap_or_default().to_owned();
+            // GET /bucket/key (path style), not a listing.
+            let object_read = parts.method == axum::http::Method::GET
+                && path.trim_start_matches('/').contains('/')
+                && !query.contains("list-type");
+            if object_read {
+                let n = proxy.reads.fetch_add(1, Ordering::Relaxed) + 1;
+                if n % proxy.slow_down == 0 {
+                    proxy.faults.fetch_add(1, Ordering::Relaxed);
+                    return Response::builder()
+                        .status(503)
+                        .header("content-type", "application/xml")
+                        .body(Body::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"))
+                        .expect("response");
+                }
+                if n % proxy.stall == 0 {
+                    proxy.faults.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(proxy.stall_for).await;
+                }
+            }
+            let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+            let url = format!("{}{}", proxy.upstream, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+            let mut forward = client.request(parts.method.clone(), url).body(bytes);
+            for (name, value) in &parts.headers {
+                if name != axum::http::header::HOST {
+                    forward = forward.header(name, value);
+                }
+            }
+            match forward.send().await {
+                Ok(answer) => {
+                    let status = answer.status();
+                    let headers = answer.headers().clone();
+                    let body = answer.bytes().await.unwrap_or_default();
+                    let mut response = Response::builder().status(status);
+                    for (name, value) in &headers {
+                        if name != "transfer-encoding" && name != "connection" {
+                            response = response.header(name, value);
+                        }
+                    }
+                    response.body(Body::from(body)).expect("response")
+                }
+                Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_stalls_slow_ingest_but_lose_nothing() {
+    let Some(moto) = aws::moto() else { return };
+    let s3 = aws::s3(&aws::sdk(&moto).await);
+    let bucket = aws::unique("faulty");
+    aws::create_bucket(&s3, &bucket).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
+    aws::upload_dir(&s3, &bucket, "", &data).await;
+    let proxy = Arc::new(FaultProxy {
+        upstream: moto.clone(),
+        slow_down: 4,
+        stall: 29,
+        stall_for: Duration::from_secs(3),
+        reads: AtomicU64::new(0),
+        faults: AtomicU64::new(0),
+    });
+    let addr = start_proxy(proxy.clone()).await;
+    let mut aws_settings = settings(&format!("http://{addr}"));
+    aws_settings.attempt_timeout = Duration::from_secs(1);
+    let config = config(
+        &dir.path().join("lake"),
+        vec![SourceSpec::S3 {
+            spec: s3_spec(&bucket, aws_settings),
+            queue_wait: Duration::from_secs(1),
+        }],
+    );
+    let ingestion = service::open_pipeline(&config).await.expect("pipeline");
+    let source = ingestion.sources[0].source.clone();
+    let stop = CancellationToken::new();
+    // Like the service: scan again while objects are left (a failed attempt is retried later).
+    for _ in 0..5 {
+        let report = ingestion
+            .pipeline
+            .scan(source.as_ref(), &stop)
+            .await
+            .expect("scan");
+        if report.fresh == 0 {
+            break;
+        }
+    }
+    let s = ingestion.pipeline.stats().snapshot();
+    assert_eq!(s.objects_failed, 0, "{s:?}");
+    assert_eq!(s.cloudtrail_rows as usize, manifest.cloudtrail_rows);
+    assert_eq!(s.mongodb_audit_rows as usize, manifest.mongodb_audit_rows);
+    assert_eq!(s.rejected_rows as usize, manifest.rejected_rows);
+    assert!(
+        proxy.faults.load(Ordering::Relaxed) > 100,
+        "faults were injected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigv4_checking_s3_server_serves_the_listing_source() {
+    let Some(endpoint) = aws::seaweed() else {
+        return;
+    };
+    let s3 = aws::s3(&aws::sdk(&endpoint).await);
+    let bucket = aws::unique("strict");
+    aws::create_bucket(&s3, &bucket).await;
+    let key = format!(
+        "logs/{TRAIL}/2026/11/22/111122223333_CloudTrail_us-east-1_20261122T1200Z_sw.json.gz"
+    );
+    aws::put(
+        &s3,
+        &bucket,
+        &key,
+        cloudtrail_object(&ids("sw", 7), "2026-11-22T12:00:00Z"),
+    )
+    .await;
+    aws::put(&s3, &bucket, "logs/orders/host-1/mongod-audit/1763812800-mongod-audit.log", b"{\"atype\":\"authenticate\",\"ts\":{\"$date\":\"2025-11-22T12:00:00.000+00:00\"},\"local\":{\"ip\":\"10.0.0.1\",\"port\":27017},\"remote\":{\"ip\":\"10.0.0.9\",\"port\":50000},\"users\":[],\"roles\":[],\"param\":{\"user\":\"app\",\"db\":\"admin\",\"mechanism\":\"SCRAM-SHA-256\"},\"result\":0}\n".to_vec()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = s3_spec(&bucket, settings(&endpoint));
+    spec.prefix = "logs/".into();
+    let config = config(
+        &dir.path().join("lake"),
+        vec![SourceSpec::S3 {
+            spec,
+            queue_wait: Duration::from_secs(1),
+        }],
+    );
+    let ingestion = service::open_pipeline(&config).await.expect("pipeline");
+    let report = ingestion
+        .pipeline
+        .scan(
+            ingestion.sources[0].source.as_ref(),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("scan");
+    assert_eq!((report.listed, report.failed), (2, 0), "{report:?}");
+    let s = ingestion.pipeline.stats().snapshot();
+    assert_eq!((s.cloudtrail_rows, s.mongodb_audit_rows), (7, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lake_on_s3_is_written_and_queried_through_sql() {
+    let Some(endpoint) = aws::seaweed() else {
+        return;
+    };
+    let s3 = aws::s3(&aws::sdk(&endpoint).await);
+    let bucket = aws::unique("lake");
+    aws::create_bucket(&s3, &bucket).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
+    let mut config = config(
+        &dir.path().join("unused"),
+        vec![SourceSpec::Folder {
+            path: data.clone(),
+            atlas_project: None,
+        }],
+    );
+    config.lake =
+        LakeSpec::parse(&format!("s3://{bucket}/audit"), settings(&endpoint)).expect("lake");
+    config.state_dir = dir.path().join("state");
+    config.settle = Duration::ZERO;
+    let service = Running::start(config).await;
+    service.wait_idle().await;
+    assert_eq!(
+        service.scalar("SELECT count(*) FROM cloudtrail").await as usize,
+        manifest.cloudtrail_rows
+    );
+    assert_eq!(
+        service.scalar("SELECT count(*) FROM mongodb_audit").await as usize,
+        manifest.mongodb_audit_rows
+    );
+    assert_eq!(
+        service
+            .scalar("SELECT count(*) FROM cloudtrail WHERE date IS NOT NULL AND hour IS NOT NULL")
+            .await as usize,
+        manifest.cloudtrail_rows
+    );
+    service.stop().await;
+    // The files are plain Hive-partitioned Parquet objects under the prefix.
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix("audit/cloudtrail/date=")
+        .send()
+        .await
+        .expect("list");
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(!keys.is_empty());
+    assert!(
+        keys.iter()
+            .all(|k| k.contains("/hour=") && k.ends_with(".parquet")),
+        "{keys:?}"
+    );
+    // Nothing was written locally but state.
+    assert!(!dir.path().join("unused").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_on_one_queue_and_lake_make_the_lake_of_one() {
+    let (Some(moto), Some(seaweed)) = (aws::moto(), aws::seaweed()) else {
+        return;
+    };
+    let sdk = aws::sdk(&moto).await;
+    let s3 = aws::s3(&sdk);
+    let bucket = aws::unique("workers");
+    aws::create_bucket(&s3, &bucket).await;
+    let (queue_url, queue_arn) = create_queue(&sdk, &aws::unique("workers")).await;
+    notify_queue(&s3, &bucket, &queue_arn).await;
+    let lake_bucket = aws::unique("workers-lake");
+    aws::create_bucket(&aws::s3(&aws::sdk(&seaweed).await), &lake_bucket).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let worker = |n: usize| {
+        let mut spec = s3_spec(&bucket, settings(&moto));
+        spec.queue_url = Some(queue_url.clone());
+        spec.reconcile_interval = Duration::from_secs(2);
+        let mut config = config(
+            &dir.path().join("unused"),
+            vec![SourceSpec::S3 {
+                spec,
+                queue_wait: Duration::from_secs(1),
+            }],
+        );
+        config.lake =
+            LakeSpec::parse(&format!("s3://{lake_bucket}/lake"), settings(&seaweed)).expect("lake");
+        config.state_dir = dir.path().join(format!("state-{n}"));
+        config.shared_lake = true;
+        config.concurrency = 2;
+        config
+    };
+    let first = Running::start(worker(1)).await;
+    let second = Running::start(worker(2)).await;
+
+    let data = dir.path().join("data");
+    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
+    aws::upload_dir(&s3, &bucket, "", &data).await;
+
+    let expected = [
+        ("SELECT count(*) FROM cloudtrail", manifest.cloudtrail_rows),
+        (
+            "SELECT count(DISTINCT event_id) FROM cloudtrail",
+            manifest.cloudtrail_rows,
+        ),
+        (
+            "SELECT count(*) FROM mongodb_audit",
+            manifest.mongodb_audit_rows,
+        ),
+        ("SELECT count(*) FROM rejected", manifest.rejected_rows),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let mut all = true;
+        for (sql, n) in expected {
+            all &= first.scalar(sql).await as usize == n;
+        }
+        if all {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the two workers never completed the lake"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Both took part, and more reconciliation rounds change nothing.
+    let one = first.get("/v1/status").await["process"]["objects_ingested"].as_u64();
+    let two = second.get("/v1/status").await["process"]["objects_ingested"].as_u64();
+    assert!(one > Some(0) && two > Some(0), "{one:?} {two:?}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for (sql, n) in expected {
+        assert_eq!(second.scalar(sql).await as usize, n, "{sql}");
+    }
+    eprintln!("objects ingested by worker 1: {one:?}, worker 2: {two:?}");
+    first.stop().await;
+    second.stop().await;
+}
