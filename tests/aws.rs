@@ -896,3 +896,123 @@ async fn two_workers_on_one_queue_and_lake_make_the_lake_of_one() {
     first.stop().await;
     second.stop().await;
 }
+
+/// Runs the real binary with the AWS endpoint of the local server in the environment.
+async fn auditlake(endpoint: &str, args: Vec<String>) -> (bool, String, String) {
+    let endpoint = endpoint.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new(common::binary())
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .output()
+            .expect("run auditlake");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("command task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shot_ingest_reads_s3_and_cloudwatch_within_a_time_window() {
+    let Some(moto) = aws::moto() else { return };
+    let sdk = aws::sdk(&moto).await;
+    let s3 = aws::s3(&sdk);
+    let bucket = aws::unique("oneshot");
+    aws::create_bucket(&s3, &bucket).await;
+    for (day, tag) in [("20", "a"), ("21", "b"), ("22", "c")] {
+        let key = format!(
+            "{TRAIL}/2026/11/{day}/111122223333_CloudTrail_us-east-1_202611{day}T1000Z_{tag}.json.gz"
+        );
+        let time = format!("2026-11-{day}T09:58:00Z");
+        aws::put(&s3, &bucket, &key, cloudtrail_object(&ids(tag, 4), &time)).await;
+    }
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let group = aws::unique("oneshot-group");
+    logs.create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .expect("group");
+    logs.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name("s")
+        .send()
+        .await
+        .expect("stream");
+    let now = chrono::Utc::now().timestamp_millis();
+    let hour = 3_600_000;
+    let events: Vec<(i64, String)> = [
+        ("cw-old", now - 3 * hour),
+        ("cw-mid", now - 2 * hour),
+        ("cw-new", now - hour),
+    ]
+    .iter()
+    .map(|(id, t)| (*t, record(id, "2026-11-22T10:00:00Z").to_string()))
+    .collect();
+    put_log_events(&logs, &group, "s", &events).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake").display().to_string();
+    let (ok, stdout, stderr) = auditlake(
+        &moto,
+        vec![
+            "ingest".into(),
+            "--lake".into(),
+            lake.clone(),
+            "--since".into(),
+            "2026-11-21".into(),
+            "--until".into(),
+            "2026-11-22".into(),
+            format!("s3://{bucket}"),
+        ],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("ingested 1 objects"), "{stdout}");
+
+    let since = chrono::DateTime::from_timestamp_millis(now - 150 * 60_000)
+        .expect("time")
+        .to_rfc3339();
+    let until = chrono::DateTime::from_timestamp_millis(now - 30 * 60_000)
+        .expect("time")
+        .to_rfc3339();
+    let (ok, stdout, stderr) = auditlake(
+        &moto,
+        vec![
+            "ingest".into(),
+            "--lake".into(),
+            lake.clone(),
+            "--since".into(),
+            since,
+            "--until".into(),
+            until,
+            format!("cloudwatch://{group}"),
+        ],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("and 2 log events"), "{stdout}");
+
+    let (ok, stdout, stderr) = auditlake(
+        &moto,
+        vec![
+            "sql".into(),
+            "--lake".into(),
+            lake,
+            "--format".into(),
+            "csv".into(),
+            "SELECT event_id FROM cloudtrail ORDER BY event_id".into(),
+        ],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stdout,
+        "event_id\nb-00000\nb-00001\nb-00002\nb-00003\ncw-mid\ncw-new\n"
+    );
+}
