@@ -1,7 +1,9 @@
 //! What has been ingested: the checkpoint that makes ingestion exactly-once.
 //!
-//! One redb database holds two tables: `objects` (source URI → the version ingested and what it
-//! produced) and `cloudtrail_event_ids` (event id → the URI of the object whose row holds it).
+//! One redb database holds `objects` (source URI → the version ingested and what it produced),
+//! `cloudtrail_event_ids` (event id → the URI of the object whose row holds it) and
+//! `source_cursors` (listing and log-stream positions, see `EXACTLY_ONCE.md`), next to the
+//! detector's outbox tables.
 //! The pipeline writes an object's Parquet files first and only then calls [`Ledger::commit`],
 //! which records the object and its event ids in one transaction; a crash before the commit
 //! leaves the object unrecorded, so it is processed again and its deterministic file names

@@ -1,9 +1,10 @@
-//! The Parquet lake on a local filesystem.
+//! The Parquet lake, in a local folder or under an S3 prefix.
 //!
 //! Layout: `<lake>/<table>/date=YYYY-MM-DD/hour=HH/<stem>.parquet`, partitioned by each row's
 //! event time (rows without one go to the partition of their object's modification time).
-//! [`writer::LakeWriter`] writes each file under a temporary name, syncs it, and renames it, so a
-//! reader never sees half a file and a crash leaves at most a stray `.tmp` file.
+//! [`writer::LakeWriter`] writes a local file under a temporary name, syncs it, and renames it,
+//! so a reader never sees half a file and a crash leaves at most a stray `.tmp` file; on S3 each
+//! file is one PUT, which appears whole or not at all.
 
 pub mod writer;
 
