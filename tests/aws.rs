@@ -1016,3 +1016,54 @@ async fn one_shot_ingest_reads_s3_and_cloudwatch_within_a_time_window() {
         "event_id\nb-00000\nb-00001\nb-00002\nb-00003\ncw-mid\ncw-new\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_role_is_assumed_through_sts_before_reading() {
+    let Some(moto) = aws::moto() else { return };
+    let s3 = aws::s3(&aws::sdk(&moto).await);
+    let bucket = aws::unique("role");
+    aws::create_bucket(&s3, &bucket).await;
+    let key =
+        format!("{TRAIL}/2026/11/22/111122223333_CloudTrail_us-east-1_20261122T1300Z_role.json.gz");
+    aws::put(
+        &s3,
+        &bucket,
+        &key,
+        cloudtrail_object(&ids("role", 2), "2026-11-22T13:00:00Z"),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut aws_settings = settings(&moto);
+    aws_settings.role_arn = Some("arn:aws:iam::123456789012:role/auditlake-reader".into());
+    aws_settings.external_id = Some("audit-2026".into());
+    let config = config(
+        &dir.path().join("lake"),
+        vec![SourceSpec::S3 {
+            spec: s3_spec(&bucket, aws_settings.clone()),
+            queue_wait: Duration::from_secs(1),
+        }],
+    );
+    // The provider chain now ends in STS AssumeRole (moto issues the session).
+    let sdk = aws_settings.load().await;
+    let credentials = aws_credential_types::provider::ProvideCredentials::provide_credentials(
+        &sdk.credentials_provider().expect("provider"),
+    )
+    .await
+    .expect("assumed role credentials");
+    assert!(credentials.session_token().is_some());
+    assert_ne!(
+        credentials.access_key_id(),
+        std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default()
+    );
+    let ingestion = service::open_pipeline(&config).await.expect("pipeline");
+    let report = ingestion
+        .pipeline
+        .scan(
+            ingestion.sources[0].source.as_ref(),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("scan");
+    assert_eq!((report.processed, report.failed), (1, 0));
+    assert_eq!(ingestion.pipeline.stats().snapshot().cloudtrail_rows, 2);
+}
