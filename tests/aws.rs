@@ -48,6 +48,45 @@ fn s3_spec(bucket: &str, aws: AwsSettings) -> S3Spec {
     }
 }
 
+fn s3_source(spec: S3Spec) -> SourceSpec {
+    SourceSpec::S3 {
+        spec,
+        queue_wait: Duration::from_secs(1),
+    }
+}
+
+/// A new bucket on `endpoint` holding the sample day, with its manifest; `dir` is kept by the
+/// caller (the sample's folder is `dir/data`).
+async fn bucket_with_sample(
+    endpoint: &str,
+    name: &str,
+    dir: &std::path::Path,
+) -> (aws_sdk_s3::Client, String, sample::Manifest) {
+    let s3 = aws::s3(&aws::sdk(endpoint).await);
+    let bucket = aws::unique(name);
+    aws::create_bucket(&s3, &bucket).await;
+    let manifest = sample::generate(&dir.join("data"), &SampleOptions::default()).expect("sample");
+    aws::upload_dir(&s3, &bucket, "", &dir.join("data")).await;
+    (s3, bucket, manifest)
+}
+
+/// Opens the pipeline of `config` and scans its first listed source once.
+async fn open_and_scan(
+    config: &Config,
+) -> (service::Ingestion, auditlake_ingest::pipeline::ScanReport) {
+    // Boxed: both futures are large in debug builds, and test threads have small stacks.
+    let ingestion = Box::pin(service::open_pipeline(config))
+        .await
+        .expect("pipeline");
+    let report = Box::pin(ingestion.pipeline.scan(
+        ingestion.sources[0].source.as_ref(),
+        &CancellationToken::new(),
+    ))
+    .await
+    .expect("scan");
+    (ingestion, report)
+}
+
 fn config(lake: &std::path::Path, sources: Vec<SourceSpec>) -> Config {
     let mut config = Config::from_file(ConfigFile::default(), &|_| None).expect("config");
     config.lake = LakeSpec::Local(lake.to_path_buf());
@@ -94,23 +133,13 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_backfills_then_lists_only_the_recent_end() {
     let Some(moto) = aws::moto() else { return };
-    let s3 = aws::s3(&aws::sdk(&moto).await);
-    let bucket = aws::unique("backfill");
-    aws::create_bucket(&s3, &bucket).await;
     let dir = tempfile::tempdir().expect("tempdir");
+    let (s3, bucket, manifest) = bucket_with_sample(&moto, "backfill", dir.path()).await;
     let data = dir.path().join("data");
-    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
-    aws::upload_dir(&s3, &bucket, "", &data).await;
 
     let lake = dir.path().join("lake");
     let spec = s3_spec(&bucket, settings(&moto));
-    let config = config(
-        &lake,
-        vec![SourceSpec::S3 {
-            spec,
-            queue_wait: Duration::from_secs(1),
-        }],
-    );
+    let config = config(&lake, vec![s3_source(spec)]);
     let ingestion = service::open_pipeline(&config).await.expect("pipeline");
     let source = ingestion.sources[0].source.clone();
     let stop = CancellationToken::new();
@@ -262,6 +291,24 @@ async fn notify_queue(s3: &aws_sdk_s3::Client, bucket: &str, queue_arn: &str) {
         .expect("bucket notification");
 }
 
+/// A new bucket and queue on moto; with `notify`, the bucket sends `ObjectCreated` events to
+/// the queue (preceded, as on AWS, by an `s3:TestEvent` message).
+async fn bucket_and_queue(
+    moto: &str,
+    name: &str,
+    notify: bool,
+) -> (aws_sdk_s3::Client, String, String) {
+    let sdk = aws::sdk(moto).await;
+    let s3 = aws::s3(&sdk);
+    let bucket = aws::unique(name);
+    aws::create_bucket(&s3, &bucket).await;
+    let (queue_url, queue_arn) = create_queue(&sdk, &aws::unique(name)).await;
+    if notify {
+        notify_queue(&s3, &bucket, &queue_arn).await;
+    }
+    (s3, bucket, queue_url)
+}
+
 async fn wait_for_count(service: &Running, sql: &str, expected: i64, limit: Duration) -> Duration {
     let start = Instant::now();
     loop {
@@ -279,25 +326,12 @@ async fn wait_for_count(service: &Running, sql: &str, expected: i64, limit: Dura
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_notifications_bring_new_objects_in_within_seconds() {
     let Some(moto) = aws::moto() else { return };
-    let sdk = aws::sdk(&moto).await;
-    let s3 = aws::s3(&sdk);
-    let bucket = aws::unique("notified");
-    aws::create_bucket(&s3, &bucket).await;
-    let (queue_url, queue_arn) = create_queue(&sdk, &aws::unique("notified")).await;
-    // moto, like S3, first sends an s3:TestEvent message.
-    notify_queue(&s3, &bucket, &queue_arn).await;
+    let (s3, bucket, queue_url) = bucket_and_queue(&moto, "notified", true).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut spec = s3_spec(&bucket, settings(&moto));
     spec.queue_url = Some(queue_url);
-    let service = Running::start(config(
-        &dir.path().join("lake"),
-        vec![SourceSpec::S3 {
-            spec,
-            queue_wait: Duration::from_secs(1),
-        }],
-    ))
-    .await;
+    let service = Running::start(config(&dir.path().join("lake"), vec![s3_source(spec)])).await;
     service.wait_idle().await;
 
     // Keys with a space, a plus and a comma arrive form-urlencoded in notifications.
@@ -356,24 +390,13 @@ async fn sqs_notifications_bring_new_objects_in_within_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciliation_listing_finds_an_object_whose_notification_was_lost() {
     let Some(moto) = aws::moto() else { return };
-    let sdk = aws::sdk(&moto).await;
-    let s3 = aws::s3(&sdk);
-    let bucket = aws::unique("lost");
-    aws::create_bucket(&s3, &bucket).await;
     // The queue exists but the bucket never notifies it: every notification is "lost".
-    let (queue_url, _) = create_queue(&sdk, &aws::unique("lost")).await;
+    let (s3, bucket, queue_url) = bucket_and_queue(&moto, "lost", false).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut spec = s3_spec(&bucket, settings(&moto));
     spec.queue_url = Some(queue_url);
     spec.reconcile_interval = Duration::from_millis(500);
-    let service = Running::start(config(
-        &dir.path().join("lake"),
-        vec![SourceSpec::S3 {
-            spec,
-            queue_wait: Duration::from_secs(1),
-        }],
-    ))
-    .await;
+    let service = Running::start(config(&dir.path().join("lake"), vec![s3_source(spec)])).await;
     service.wait_idle().await;
     let key =
         format!("{TRAIL}/2026/11/22/111122223333_CloudTrail_us-east-1_20261122T1000Z_lost.json.gz");
@@ -477,10 +500,7 @@ async fn cloudwatch_pages_are_followed_and_records_seen_in_s3_are_not_doubled() 
     let config = config(
         &dir.path().join("lake"),
         vec![
-            SourceSpec::S3 {
-                spec: s3_spec(&bucket, settings(&moto)),
-                queue_wait: Duration::from_secs(1),
-            },
+            s3_source(s3_spec(&bucket, settings(&moto))),
             SourceSpec::Cloudwatch(cw),
         ],
     );
@@ -666,13 +686,8 @@ async fn start_proxy(proxy: Arc<FaultProxy>) -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_and_stalls_slow_ingest_but_lose_nothing() {
     let Some(moto) = aws::moto() else { return };
-    let s3 = aws::s3(&aws::sdk(&moto).await);
-    let bucket = aws::unique("faulty");
-    aws::create_bucket(&s3, &bucket).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
-    aws::upload_dir(&s3, &bucket, "", &data).await;
+    let (_, bucket, manifest) = bucket_with_sample(&moto, "faulty", dir.path()).await;
     let proxy = Arc::new(FaultProxy {
         upstream: moto.clone(),
         slow_down: 4,
@@ -686,10 +701,7 @@ async fn throttling_and_stalls_slow_ingest_but_lose_nothing() {
     aws_settings.attempt_timeout = Duration::from_secs(1);
     let config = config(
         &dir.path().join("lake"),
-        vec![SourceSpec::S3 {
-            spec: s3_spec(&bucket, aws_settings),
-            queue_wait: Duration::from_secs(1),
-        }],
+        vec![s3_source(s3_spec(&bucket, aws_settings))],
     );
     let ingestion = service::open_pipeline(&config).await.expect("pipeline");
     let source = ingestion.sources[0].source.clone();
@@ -738,22 +750,8 @@ async fn a_sigv4_checking_s3_server_serves_the_listing_source() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut spec = s3_spec(&bucket, settings(&endpoint));
     spec.prefix = "logs/".into();
-    let config = config(
-        &dir.path().join("lake"),
-        vec![SourceSpec::S3 {
-            spec,
-            queue_wait: Duration::from_secs(1),
-        }],
-    );
-    let ingestion = service::open_pipeline(&config).await.expect("pipeline");
-    let report = ingestion
-        .pipeline
-        .scan(
-            ingestion.sources[0].source.as_ref(),
-            &CancellationToken::new(),
-        )
-        .await
-        .expect("scan");
+    let config = config(&dir.path().join("lake"), vec![s3_source(spec)]);
+    let (ingestion, report) = open_and_scan(&config).await;
     assert_eq!((report.listed, report.failed), (2, 0), "{report:?}");
     let s = ingestion.pipeline.stats().snapshot();
     assert_eq!((s.cloudtrail_rows, s.mongodb_audit_rows), (7, 1));
@@ -822,12 +820,7 @@ async fn two_workers_on_one_queue_and_lake_make_the_lake_of_one() {
     let (Some(moto), Some(seaweed)) = (aws::moto(), aws::seaweed()) else {
         return;
     };
-    let sdk = aws::sdk(&moto).await;
-    let s3 = aws::s3(&sdk);
-    let bucket = aws::unique("workers");
-    aws::create_bucket(&s3, &bucket).await;
-    let (queue_url, queue_arn) = create_queue(&sdk, &aws::unique("workers")).await;
-    notify_queue(&s3, &bucket, &queue_arn).await;
+    let (s3, bucket, queue_url) = bucket_and_queue(&moto, "workers", true).await;
     let lake_bucket = aws::unique("workers-lake");
     aws::create_bucket(&aws::s3(&aws::sdk(&seaweed).await), &lake_bucket).await;
 
@@ -836,13 +829,7 @@ async fn two_workers_on_one_queue_and_lake_make_the_lake_of_one() {
         let mut spec = s3_spec(&bucket, settings(&moto));
         spec.queue_url = Some(queue_url.clone());
         spec.reconcile_interval = Duration::from_secs(2);
-        let mut config = config(
-            &dir.path().join("unused"),
-            vec![SourceSpec::S3 {
-                spec,
-                queue_wait: Duration::from_secs(1),
-            }],
-        );
+        let mut config = config(&dir.path().join("unused"), vec![s3_source(spec)]);
         config.lake =
             LakeSpec::parse(&format!("s3://{lake_bucket}/lake"), settings(&seaweed)).expect("lake");
         config.state_dir = dir.path().join(format!("state-{n}"));
@@ -1038,10 +1025,7 @@ async fn a_reader_role_is_assumed_through_sts_before_reading() {
     aws_settings.external_id = Some("audit-2026".into());
     let config = config(
         &dir.path().join("lake"),
-        vec![SourceSpec::S3 {
-            spec: s3_spec(&bucket, aws_settings.clone()),
-            queue_wait: Duration::from_secs(1),
-        }],
+        vec![s3_source(s3_spec(&bucket, aws_settings.clone()))],
     );
     // The provider chain now ends in STS AssumeRole (moto issues the session).
     let sdk = aws_settings.load().await;
@@ -1055,15 +1039,7 @@ async fn a_reader_role_is_assumed_through_sts_before_reading() {
         credentials.access_key_id(),
         std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default()
     );
-    let ingestion = service::open_pipeline(&config).await.expect("pipeline");
-    let report = ingestion
-        .pipeline
-        .scan(
-            ingestion.sources[0].source.as_ref(),
-            &CancellationToken::new(),
-        )
-        .await
-        .expect("scan");
+    let (ingestion, report) = open_and_scan(&config).await;
     assert_eq!((report.processed, report.failed), (1, 0));
     assert_eq!(ingestion.pipeline.stats().snapshot().cloudtrail_rows, 2);
 }

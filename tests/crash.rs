@@ -62,6 +62,26 @@ fn scalar(client: &reqwest::blocking::Client, base: &str, sql: &str) -> u64 {
         .unwrap_or_else(|| panic!("{body}"))
 }
 
+/// Starts the service ten times and kills it with SIGKILL after a random number of
+/// milliseconds in `after`.
+fn kill_ten_times(config: &std::path::Path, seed: u64, after: std::ops::Range<u64>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for kill in 0..10 {
+        let mut serve = start(config);
+        std::thread::sleep(Duration::from_millis(rng.random_range(after.clone())));
+        serve.child.kill().expect("SIGKILL");
+        serve.child.wait().expect("reap");
+        eprintln!("killed run {kill}");
+    }
+}
+
+/// Asserts each query's single number.
+fn assert_counts(client: &reqwest::blocking::Client, base: &str, expected: &[(&str, usize)]) {
+    for (sql, n) in expected {
+        assert_eq!(scalar(client, base, sql) as usize, *n, "{sql}");
+    }
+}
+
 fn wait_idle(client: &reqwest::blocking::Client, base: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
@@ -114,45 +134,32 @@ fn sigkill_while_ingesting_from_s3_into_a_lake_on_s3_loses_and_doubles_nothing()
     .expect("config");
 
     let client = reqwest::blocking::Client::new();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(4242);
-    for kill in 0..10 {
-        let mut serve = start(&config);
-        std::thread::sleep(Duration::from_millis(rng.random_range(300..2500)));
-        serve.child.kill().expect("SIGKILL");
-        serve.child.wait().expect("reap");
-        eprintln!("killed run {kill}");
-    }
+    kill_ten_times(&config, 4242, 300..2500);
     let mut serve = start(&config);
     wait_idle(&client, &serve.base, Duration::from_secs(600));
-    let base = serve.base.clone();
     // Every copy's CloudTrail events are the same events: kept once.
-    assert_eq!(
-        scalar(&client, &base, "SELECT count(*) FROM cloudtrail") as usize,
-        manifest.cloudtrail_rows
-    );
-    assert_eq!(
-        scalar(
-            &client,
-            &base,
-            "SELECT count(DISTINCT event_id) FROM cloudtrail"
-        ) as usize,
-        manifest.cloudtrail_rows
-    );
-    assert_eq!(
-        scalar(&client, &base, "SELECT count(*) FROM mongodb_audit") as usize,
-        COPIES * manifest.mongodb_audit_rows
-    );
-    assert_eq!(
-        scalar(
-            &client,
-            &base,
-            "SELECT count(DISTINCT source_uri) FROM mongodb_audit"
-        ) as usize,
-        COPIES * manifest.atlas_audit_objects
-    );
-    assert_eq!(
-        scalar(&client, &base, "SELECT count(*) FROM rejected") as usize,
-        COPIES * manifest.rejected_rows
+    assert_counts(
+        &client,
+        &serve.base,
+        &[
+            ("SELECT count(*) FROM cloudtrail", manifest.cloudtrail_rows),
+            (
+                "SELECT count(DISTINCT event_id) FROM cloudtrail",
+                manifest.cloudtrail_rows,
+            ),
+            (
+                "SELECT count(*) FROM mongodb_audit",
+                COPIES * manifest.mongodb_audit_rows,
+            ),
+            (
+                "SELECT count(DISTINCT source_uri) FROM mongodb_audit",
+                COPIES * manifest.atlas_audit_objects,
+            ),
+            (
+                "SELECT count(*) FROM rejected",
+                COPIES * manifest.rejected_rows,
+            ),
+        ],
     );
     serve.child.kill().expect("kill");
     serve.child.wait().expect("reap");
@@ -181,48 +188,26 @@ fn sigkill_at_random_moments_then_restart_yields_the_uninterrupted_lake() {
     .expect("config");
 
     let client = reqwest::blocking::Client::new();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    for kill in 0..10 {
-        let mut serve = start(&config);
-        std::thread::sleep(Duration::from_millis(rng.random_range(50..900)));
-        serve.child.kill().expect("SIGKILL");
-        serve.child.wait().expect("reap");
-        eprintln!("killed run {kill}");
-    }
+    kill_ten_times(&config, 42, 50..900);
 
     let mut serve = start(&config);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let status = get(&client, &format!("{}/v1/status", serve.base));
-        if status
-            .as_ref()
-            .is_some_and(|s| s["idle"] == Value::Bool(true))
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never idle: {status:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_idle(&client, &serve.base, Duration::from_secs(300));
     let base = serve.base.clone();
-    assert_eq!(
-        scalar(&client, &base, "SELECT count(*) FROM cloudtrail") as usize,
-        manifest.cloudtrail_rows
-    );
-    assert_eq!(
-        scalar(
-            &client,
-            &base,
-            "SELECT count(DISTINCT event_id) FROM cloudtrail"
-        ) as usize,
-        manifest.cloudtrail_rows
-    );
-    assert_eq!(
-        scalar(&client, &base, "SELECT count(*) FROM mongodb_audit") as usize,
-        manifest.mongodb_audit_rows
-    );
-    assert_eq!(
-        scalar(&client, &base, "SELECT count(*) FROM rejected") as usize,
-        manifest.rejected_rows
+    assert_counts(
+        &client,
+        &base,
+        &[
+            ("SELECT count(*) FROM cloudtrail", manifest.cloudtrail_rows),
+            (
+                "SELECT count(DISTINCT event_id) FROM cloudtrail",
+                manifest.cloudtrail_rows,
+            ),
+            (
+                "SELECT count(*) FROM mongodb_audit",
+                manifest.mongodb_audit_rows,
+            ),
+            ("SELECT count(*) FROM rejected", manifest.rejected_rows),
+        ],
     );
     // The default rules' alerts (bob's refused AssumeRole, the drop, the root grant) are raised
     // once each, whatever the kills interrupted.

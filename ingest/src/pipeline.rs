@@ -440,16 +440,7 @@ impl Pipeline {
                 .ingested_elsewhere(&object.uri, &object.version)
                 .await?
         {
-            let entry = ObjectEntry {
-                version: object.version.clone(),
-                kind: "ingested_elsewhere".to_owned(),
-                status: ObjectStatus::Skipped,
-                ..empty_entry()
-            };
-            self.commit_blocking(object.uri.clone(), entry, Vec::new())
-                .await?;
-            self.stats.objects_skipped.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+            return self.record_skipped(object, "ingested_elsewhere").await;
         }
         let kind = source.classify(&object.key);
         if kind.format().is_none() {
@@ -461,20 +452,25 @@ impl Pipeline {
             if kind == ObjectKind::CloudTrailDigest {
                 self.stats.digests.fetch_add(1, Ordering::Relaxed);
             }
-            let entry = ObjectEntry {
-                version: object.version.clone(),
-                kind: kind.label().to_owned(),
-                status: ObjectStatus::Skipped,
-                ..empty_entry()
-            };
-            self.commit_blocking(object.uri.clone(), entry, Vec::new())
-                .await?;
-            self.stats.objects_skipped.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+            return self.record_skipped(object, kind.label()).await;
         }
         let bytes = source.fetch(object).await?;
         self.process_and_commit(object, kind, bytes, Vec::new())
             .await
+    }
+
+    /// Records `object` as skipped (not decoded), with `label` saying why.
+    async fn record_skipped(&self, object: &SourceObject, label: &str) -> Result<(), ObjectError> {
+        let entry = ObjectEntry {
+            version: object.version.clone(),
+            kind: label.to_owned(),
+            status: ObjectStatus::Skipped,
+            ..empty_entry()
+        };
+        self.commit_blocking(object.uri.clone(), entry, Vec::new())
+            .await?;
+        self.stats.objects_skipped.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Decodes, writes and commits one object's bytes (with `cursors` in the same transaction).

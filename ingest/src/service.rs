@@ -307,6 +307,7 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let addr = self.local_addr();
         let stop = CancellationToken::new();
+        let source_names = self.ingestion.source_names();
         let Ingestion {
             pipeline,
             sources,
@@ -317,11 +318,7 @@ impl Service {
         } = self.ingestion;
         let status = Arc::new(ServiceStatus {
             pipeline: pipeline.clone(),
-            sources: sources
-                .iter()
-                .map(|l| l.source.name().to_owned())
-                .chain(streams.iter().map(|s| s.name()))
-                .collect(),
+            sources: source_names,
         });
         let state = ApiState {
             engine: self.engine.clone(),

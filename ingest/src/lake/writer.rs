@@ -196,35 +196,33 @@ fn write_local(
     batch: &RecordBatch,
     time_index: usize,
 ) -> Result<(), WriteError> {
-    {
-        let path = root.join(relative);
-        let dir = path.parent().unwrap_or(root).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let temp = dir.join(format!(".{file_name}.tmp"));
+    let path = root.join(relative);
+    let dir = path.parent().unwrap_or(root).to_path_buf();
+    std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{file_name}.tmp"));
 
-        let file = File::create(&temp).map_err(io("creating", &temp))?;
-        let parquet_err = |source| WriteError::Parquet {
-            path: temp.display().to_string(),
-            source,
-        };
-        let mut writer =
-            ArrowWriter::try_new(file, batch.schema(), Some(properties(batch, time_index)))
-                .map_err(parquet_err)?;
-        writer.write(batch).map_err(parquet_err)?;
-        let file = writer.into_inner().map_err(parquet_err)?;
-        file.sync_all().map_err(io("syncing", &temp))?;
-        drop(file);
-        std::fs::rename(&temp, &path).map_err(io("renaming into place", &path))?;
-        // The rename is durable only once the directory entry is.
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("syncing folder", &dir))?;
-        Ok(())
-    }
+    let file = File::create(&temp).map_err(io("creating", &temp))?;
+    let parquet_err = |source| WriteError::Parquet {
+        path: temp.display().to_string(),
+        source,
+    };
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), Some(properties(batch, time_index)))
+            .map_err(parquet_err)?;
+    writer.write(batch).map_err(parquet_err)?;
+    let file = writer.into_inner().map_err(parquet_err)?;
+    file.sync_all().map_err(io("syncing", &temp))?;
+    drop(file);
+    std::fs::rename(&temp, &path).map_err(io("renaming into place", &path))?;
+    // The rename is durable only once the directory entry is.
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing folder", &dir))?;
+    Ok(())
 }
 
 fn properties(batch: &RecordBatch, time_index: usize) -> WriterProperties {
