@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-use auditlake_query::QueryEngine;
 use auditlake_query::format::{self, Format};
+use auditlake_query::{QueryEngine, QueryLimits};
 
 use crate::aws::AwsSettings;
 use crate::config::{Config, ConfigFile, LakeSpec, S3Location, SourceSpec};
@@ -495,13 +495,13 @@ fn lake_arg(text: &str, config: &Config) -> anyhow::Result<LakeSpec> {
 }
 
 /// Opens an existing lake for reading.
-async fn open_for_query(lake: &LakeSpec) -> anyhow::Result<QueryEngine> {
+async fn open_for_query(lake: &LakeSpec, limits: QueryLimits) -> anyhow::Result<QueryEngine> {
     if let LakeSpec::Local(path) = lake
         && !path.is_dir()
     {
         bail!("lake folder {} does not exist", path.display());
     }
-    Ok(QueryEngine::open_root(&lake.open().await?).await?)
+    Ok(QueryEngine::open_root(&lake.open().await?, limits).await?)
 }
 
 fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
@@ -509,7 +509,7 @@ fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(None, ConfigFile::default)?;
     let lake = lake_arg(&args.lake, &config)?;
     runtime()?.block_on(async move {
-        let engine = open_for_query(&lake).await?;
+        let engine = open_for_query(&lake, config.query_limits).await?;
         let output = engine.query(&args.query).await?;
         let bytes = format::encode(&output, format)?;
         use std::io::Write;
@@ -530,7 +530,7 @@ fn detect_replay(
     let until = until.map(|t| parse_time("until", t)).transpose()?;
     let lake = lake_arg(lake, &config)?;
     runtime()?.block_on(async move {
-        let engine = open_for_query(&lake).await?;
+        let engine = open_for_query(&lake, config.query_limits).await?;
         let alerts = crate::replay::replay(&engine, &config.detect, since, until).await?;
         use std::io::Write;
         let mut out = std::io::stdout().lock();

@@ -16,6 +16,8 @@ use serde::Deserialize;
 use auditlake_detect::config::DetectConfig;
 use auditlake_detect::deliver::{AlertsConfig, Webhook};
 
+use auditlake_query::QueryLimits;
+
 use crate::aws::AwsSettings;
 use crate::decode::DecodeLimits;
 use crate::source::cloudwatch::CloudWatchSpec;
@@ -47,6 +49,9 @@ pub struct ConfigFile {
     /// How ingestion runs.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// Limits on SQL queries (HTTP and Postgres clients).
+    #[serde(default)]
+    pub sql: SqlConfig,
     /// Where logs come from (`[[source]]` tables). Default: the folder `./sample-data`.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
@@ -66,6 +71,23 @@ pub struct HttpConfig {
     pub listen: Option<String>,
     /// Environment variable that holds the bearer token. Default `AUDITLAKE_HTTP_TOKEN`.
     pub token_env: Option<String>,
+}
+
+/// `[sql]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConfig {
+    /// Wall time of one query. Default `60s`.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Memory pool for sorts, joins and aggregations, in bytes. Default 1 GiB.
+    pub memory_limit: Option<usize>,
+    /// Rows of one result. Default 1,000,000.
+    pub max_result_rows: Option<usize>,
+    /// In-memory bytes of one result. Default 256 MiB.
+    pub max_result_bytes: Option<usize>,
+    /// Queries running at once. Default 8.
+    pub max_concurrent: Option<usize>,
 }
 
 /// `[ingest]`
@@ -275,6 +297,8 @@ pub struct Config {
     pub settle: Duration,
     pub limits: DecodeLimitsConfig,
     pub sources: Vec<SourceSpec>,
+    /// Limits on each SQL query.
+    pub query_limits: QueryLimits,
     /// Detection rules (validated: [`DetectConfig::build`] succeeds).
     pub detect: Arc<DetectConfig>,
     /// Webhooks, with URLs and secrets resolved from the environment.
@@ -513,6 +537,7 @@ impl Config {
                 atlas_project: None,
             });
         }
+        let query_limits = file.sql.validate()?;
         file.detect
             .build()
             .map_err(|e| invalid(e.field, e.message))?;
@@ -536,6 +561,7 @@ impl Config {
             settle: i.settle.unwrap_or(Duration::from_secs(1)),
             limits,
             sources,
+            query_limits,
             detect: Arc::new(file.detect),
             webhooks,
             give_up_after,
@@ -547,6 +573,38 @@ impl Config {
         check_token(listen, self.http_token.as_deref(), &self.http_token_env)?;
         self.http_listen = listen;
         Ok(self)
+    }
+}
+
+impl SqlConfig {
+    fn validate(&self) -> Result<QueryLimits, ConfigError> {
+        let d = QueryLimits::default();
+        let limits = QueryLimits {
+            timeout: self.timeout.unwrap_or(d.timeout),
+            memory_bytes: self.memory_limit.unwrap_or(d.memory_bytes),
+            max_result_rows: self.max_result_rows.unwrap_or(d.max_result_rows),
+            max_result_bytes: self.max_result_bytes.unwrap_or(d.max_result_bytes),
+            max_concurrent: self.max_concurrent.unwrap_or(d.max_concurrent),
+        };
+        if limits.timeout.is_zero() {
+            return Err(invalid("sql.timeout", "must be more than zero"));
+        }
+        if limits.memory_bytes < 1 << 20 {
+            return Err(invalid(
+                "sql.memory_limit",
+                "must be at least 1048576 (1 MiB)",
+            ));
+        }
+        if limits.max_result_rows == 0 {
+            return Err(invalid("sql.max_result_rows", "must be at least 1"));
+        }
+        if limits.max_result_bytes < 1024 {
+            return Err(invalid("sql.max_result_bytes", "must be at least 1024"));
+        }
+        if limits.max_concurrent == 0 {
+            return Err(invalid("sql.max_concurrent", "must be at least 1"));
+        }
+        Ok(limits)
     }
 }
 

@@ -277,7 +277,7 @@ impl Service {
     /// Opens everything `config` names and binds the HTTP listener.
     pub async fn bind(config: Config) -> Result<Self, ServiceError> {
         let ingestion = open_pipeline(&config).await?;
-        let engine = QueryEngine::open_root(&ingestion.lake).await?;
+        let engine = QueryEngine::open_root(&ingestion.lake, config.query_limits).await?;
         crate::deliveries::register(&engine, ingestion.pipeline.ledger().database().clone())?;
         let listener = TcpListener::bind(config.http_listen)
             .await

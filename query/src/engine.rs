@@ -2,6 +2,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::error::DataFusionError;
+use futures::StreamExt;
+use tokio::sync::Semaphore;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -25,6 +30,20 @@ pub enum QueryError {
     /// The engine failed while running a valid statement.
     #[error("query failed: {0}")]
     Execution(String),
+    /// The query ran longer than the per-query time limit.
+    #[error("the query ran longer than the limit of {0:?} and was cancelled")]
+    Timeout(Duration),
+    /// The query needed more memory than the query memory pool holds.
+    #[error("the query needs more memory than the limit of {limit_bytes} bytes allows: {message}")]
+    Memory { limit_bytes: usize, message: String },
+    /// The result is larger than the cap.
+    #[error(
+        "the result exceeds the cap of {max_rows} rows or {max_bytes} bytes: add a LIMIT, filter or aggregate"
+    )]
+    ResultTooLarge { max_rows: usize, max_bytes: usize },
+    /// Too many queries are running.
+    #[error("{0} queries are already running: try again shortly")]
+    Busy(usize),
     /// The lake could not be opened.
     #[error("opening lake table {table} at {path}: {message}")]
     Open {
@@ -40,6 +59,10 @@ impl QueryError {
         match self {
             QueryError::Rejected(_) => "rejected",
             QueryError::Execution(_) => "execution",
+            QueryError::Timeout(_) => "timeout",
+            QueryError::Memory { .. } => "memory_limit",
+            QueryError::ResultTooLarge { .. } => "result_too_large",
+            QueryError::Busy(_) => "busy",
             QueryError::Open { .. } => "open",
         }
     }
@@ -71,6 +94,79 @@ pub struct QueryOutput {
 impl QueryOutput {
     pub fn num_rows(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// Bounds on what one query may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Wall time of one query, planning included.
+    pub timeout: Duration,
+    /// Memory of the pool that sorts, joins and aggregations draw from (all queries together).
+    pub memory_bytes: usize,
+    /// Rows and in-memory bytes of one result.
+    pub max_result_rows: usize,
+    pub max_result_bytes: usize,
+    /// Queries running at once; more are refused as busy.
+    pub max_concurrent: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            timeout: Duration::from_secs(60),
+            memory_bytes: 1 << 30,
+            max_result_rows: 1_000_000,
+            max_result_bytes: 256 << 20,
+            max_concurrent: 8,
+        }
+    }
+}
+
+/// The statement kinds that run: `SELECT`/`WITH` queries, `EXPLAIN` of them, `SHOW` and
+/// `DESCRIBE`. Everything else (DDL, DML, `COPY`, `SET`, `CREATE EXTERNAL TABLE`, several
+/// statements at once) is refused before planning.
+pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
+    use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+    use datafusion::sql::sqlparser::ast::Statement;
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+    fn allowed(statement: &DfStatement) -> bool {
+        match statement {
+            DfStatement::Statement(s) => allowed_sql(s),
+            DfStatement::Explain(e) => allowed(&e.statement),
+            _ => false,
+        }
+    }
+    fn allowed_sql(statement: &Statement) -> bool {
+        match statement {
+            Statement::Query(_)
+            | Statement::ShowTables { .. }
+            | Statement::ShowColumns { .. }
+            | Statement::ShowVariable { .. }
+            | Statement::ExplainTable { .. } => true,
+            Statement::Explain { statement, .. } => allowed_sql(statement),
+            _ => false,
+        }
+    }
+
+    let statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
+        .map_err(|e| QueryError::Rejected(e.to_string()))?;
+    match statements.len() {
+        0 => return Err(QueryError::Rejected("empty SQL".into())),
+        1 => {}
+        n => {
+            return Err(QueryError::Rejected(format!(
+                "send one statement per request, not {n}"
+            )));
+        }
+    }
+    if statements.iter().all(allowed) {
+        Ok(())
+    } else {
+        Err(QueryError::Rejected(
+            "only SELECT, WITH, EXPLAIN, SHOW and DESCRIBE statements run here".into(),
+        ))
     }
 }
 
@@ -107,6 +203,39 @@ impl LakeRoot {
 pub struct QueryEngine {
     ctx: SessionContext,
     root: LakeRoot,
+    limits: QueryLimits,
+    slots: Arc<Semaphore>,
+    executor: Arc<Executor>,
+}
+
+/// The threads queries run on, apart from the service's: a CPU-bound query cannot then delay
+/// the HTTP server, ingestion or its own time limit.
+#[derive(Debug)]
+struct Executor(Option<tokio::runtime::Runtime>);
+
+impl Executor {
+    fn start() -> std::io::Result<Self> {
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("auditlake-query")
+            .enable_all()
+            .build()
+            .map(|r| Executor(Some(r)))
+    }
+
+    fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.0.as_ref().map(tokio::runtime::Runtime::handle)
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        // Dropping a runtime may happen inside another runtime: never block there.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -127,17 +256,18 @@ fn read_only() -> SQLOptions {
 impl QueryEngine {
     /// Opens the lake at `root` (a local folder), creating its table folders if missing.
     pub async fn open(root: &Path) -> Result<Self, QueryError> {
-        Self::open_root(&LakeRoot::Local(root.to_path_buf())).await
+        Self::open_root(&LakeRoot::Local(root.to_path_buf()), QueryLimits::default()).await
     }
 
-    /// Opens the lake at `root`, local or in an object store.
-    pub async fn open_root(root: &LakeRoot) -> Result<Self, QueryError> {
+    /// Opens the lake at `root`, local or in an object store, with `limits` on each query.
+    pub async fn open_root(root: &LakeRoot, limits: QueryLimits) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("auditlake", "lake");
         // The ingest side adds files all the time: list them on every query, never from a cache.
         let runtime = RuntimeEnvBuilder::new()
             .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+            .with_memory_limit(limits.memory_bytes, 1.0)
             .build_arc()
             .map_err(|e| QueryError::Open {
                 table: String::new(),
@@ -182,9 +312,17 @@ impl QueryEngine {
             ctx.register_table(table, Arc::new(provider))
                 .map_err(|e| open_err(e.to_string()))?;
         }
+        let executor = Executor::start().map_err(|e| QueryError::Open {
+            table: String::new(),
+            path: root.display(),
+            message: format!("starting the query threads: {e}"),
+        })?;
         Ok(QueryEngine {
             ctx,
             root: root.clone(),
+            limits,
+            slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
+            executor: Arc::new(executor),
         })
     }
 
@@ -209,26 +347,85 @@ impl QueryEngine {
         &self.root
     }
 
-    /// Runs one read-only statement and collects its rows.
-    pub async fn query(&self, sql: &str) -> Result<QueryOutput, QueryError> {
-        let frame = self
-            .ctx
-            .sql_with_options(sql, read_only())
-            .await
-            .map_err(|e| QueryError::Rejected(e.to_string()))?;
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame
-            .collect()
-            .await
-            .map_err(|e| QueryError::Execution(e.to_string()))?;
-        Ok(QueryOutput { schema, batches })
+    /// The limits every [`QueryEngine::query`] runs under.
+    pub fn limits(&self) -> QueryLimits {
+        self.limits
     }
 
-    /// Runs one read-only statement and streams its rows.
+    /// Runs one statement from outside (HTTP, Postgres clients): read-only statements only (see
+    /// [`check_read_only`]), within the time limit, memory pool and result cap, and only while
+    /// fewer than `max_concurrent` others run.
+    pub async fn query(&self, sql: &str) -> Result<QueryOutput, QueryError> {
+        check_read_only(sql)?;
+        let _slot = self
+            .slots
+            .try_acquire()
+            .map_err(|_| QueryError::Busy(self.limits.max_concurrent))?;
+        let limits = self.limits;
+        let engine = self.clone();
+        let sql = sql.to_owned();
+        let run = async move {
+            let frame = engine
+                .ctx
+                .sql_with_options(&sql, read_only())
+                .await
+                .map_err(|e| engine.classify(e, QueryError::Rejected))?;
+            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+            let mut stream = frame
+                .execute_stream()
+                .await
+                .map_err(|e| engine.classify(e, QueryError::Execution))?;
+            let (mut batches, mut rows, mut bytes) = (Vec::new(), 0usize, 0usize);
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| engine.classify(e, QueryError::Execution))?;
+                rows += batch.num_rows();
+                bytes += batch.get_array_memory_size();
+                if rows > limits.max_result_rows || bytes > limits.max_result_bytes {
+                    return Err(QueryError::ResultTooLarge {
+                        max_rows: limits.max_result_rows,
+                        max_bytes: limits.max_result_bytes,
+                    });
+                }
+                batches.push(batch);
+            }
+            Ok(QueryOutput { schema, batches })
+        };
+        let Some(executor) = self.executor.handle() else {
+            return Err(QueryError::Execution(
+                "the query threads are stopped".into(),
+            ));
+        };
+        let task = executor.spawn(run);
+        let abort = task.abort_handle();
+        match tokio::time::timeout(limits.timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(QueryError::Execution(format!("query task ended: {e}"))),
+            Err(_) => {
+                // Aborting drops the query's streams, which cancels its tasks.
+                abort.abort();
+                Err(QueryError::Timeout(limits.timeout))
+            }
+        }
+    }
+
+    /// Memory exhaustion, wherever it sits in the error chain, is its own kind of failure.
+    fn classify(&self, e: DataFusionError, otherwise: fn(String) -> QueryError) -> QueryError {
+        if let DataFusionError::ResourcesExhausted(message) = e.find_root() {
+            return QueryError::Memory {
+                limit_bytes: self.limits.memory_bytes,
+                message: message.clone(),
+            };
+        }
+        otherwise(e.to_string())
+    }
+
+    /// Streams the rows of one read-only statement, without the time limit and result cap of
+    /// [`QueryEngine::query`]: for the service's own scans of whole tables (detection replay).
     pub async fn stream(
         &self,
         sql: &str,
     ) -> Result<datafusion::physical_plan::SendableRecordBatchStream, QueryError> {
+        check_read_only(sql)?;
         let frame = self
             .ctx
             .sql_with_options(sql, read_only())

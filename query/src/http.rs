@@ -150,10 +150,22 @@ async fn sql(
     }
     let output = match state.engine.query(&text).await {
         Ok(o) => o,
-        Err(e @ QueryError::Rejected(_)) => return error(StatusCode::BAD_REQUEST, e.kind(), e),
         Err(e) => {
-            tracing::warn!(error = %e, "query failed");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, e.kind(), e);
+            let status = match &e {
+                QueryError::Rejected(_) => StatusCode::BAD_REQUEST,
+                QueryError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+                QueryError::Memory { .. } | QueryError::ResultTooLarge { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                QueryError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+                QueryError::Execution(_) | QueryError::Open { .. } => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            if status.is_server_error() {
+                tracing::warn!(error = %e, "query failed");
+            }
+            return error(status, e.kind(), e);
         }
     };
     match format::encode(&output, format) {

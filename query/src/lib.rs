@@ -12,4 +12,4 @@ pub mod format;
 pub mod http;
 pub mod live;
 
-pub use engine::{LakeRoot, QueryEngine, QueryError};
+pub use engine::{LakeRoot, QueryEngine, QueryError, QueryLimits};
