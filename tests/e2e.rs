@@ -282,3 +282,100 @@ async fn a_configured_token_is_required_on_every_route_but_health() {
     assert_eq!(ok.status(), reqwest::StatusCode::OK);
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_answer_the_audit_questions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
+    let service = Running::start(config_for(&dir.path().join("lake"), &data)).await;
+    service.wait_idle().await;
+
+    // One row per role assumption: the caller's record, with the owner's copy joined.
+    let family = "event_source = 'sts.amazonaws.com' AND event_name IN ('AssumeRole', 'AssumeRoleWithWebIdentity', 'AssumeRoleWithSAML')";
+    let records = service
+        .scalar(&format!("SELECT count(*) FROM cloudtrail WHERE {family}"))
+        .await as usize;
+    let ci_pairs = manifest.assume_role_by_ci / 2;
+    assert_eq!(
+        service
+            .scalar("SELECT count(*) FROM assume_role_events")
+            .await as usize,
+        records - ci_pairs
+    );
+    assert_eq!(
+        service
+            .scalar(&format!(
+                "SELECT count(*) FROM assume_role_events WHERE caller_account_id = '{}' AND owner_event_id IS NOT NULL AND cross_account",
+                sample::CI_ACCOUNT
+            ))
+            .await as usize,
+        ci_pairs
+    );
+    assert_eq!(
+        service
+            .scalar("SELECT count(*) FROM assume_role_events WHERE outcome = 'AccessDenied'")
+            .await as usize,
+        manifest.assume_role_denied
+    );
+    // The README's question: who assumed the role, from which addresses.
+    let who = service
+        .sql("SELECT caller_principal, source_ip, count(*) AS n FROM assume_role_events WHERE role_arn = 'arn:aws:iam::111122223333:role/mongo-atlas-access' AND outcome = 'success' GROUP BY 1, 2 ORDER BY n DESC")
+        .await;
+    assert!(
+        who.iter()
+            .any(|r| r["caller_principal"] == sample::UNEXPECTED_USER),
+        "{who:?}"
+    );
+
+    // One row per connection, with its app and driver and what it did.
+    let connections = service
+        .scalar("SELECT count(DISTINCT conn_uuid) FROM mongodb_audit")
+        .await;
+    assert_eq!(
+        service.scalar("SELECT count(*) FROM db_sessions").await,
+        connections
+    );
+    let sessions = service
+        .sql("SELECT user, mechanism, app_name, driver, started, ended, duration_seconds, commands FROM db_sessions WHERE app_name IS NOT NULL AND ended IS NOT NULL ORDER BY started LIMIT 5")
+        .await;
+    assert!(!sessions.is_empty());
+    for s in &sessions {
+        assert!(s["user"].is_string() && s["mechanism"].is_string(), "{s}");
+        assert!(
+            s["driver"].as_str().is_some_and(|d| d.contains("nodejs")),
+            "{s}"
+        );
+        assert!(
+            s["duration_seconds"].as_f64().is_some_and(|d| d >= 0.0),
+            "{s}"
+        );
+    }
+    let failed = service
+        .scalar(&format!(
+            "SELECT sum(failed_authentications) FROM db_sessions WHERE remote_ip = '{}'",
+            sample::BURST_IP
+        ))
+        .await;
+    assert_eq!(failed as usize, manifest.failed_logins_in_burst);
+
+    // One timeline across both sources.
+    let total = service.scalar("SELECT count(*) FROM cloudtrail").await
+        + service.scalar("SELECT count(*) FROM mongodb_audit").await;
+    assert_eq!(
+        service
+            .scalar("SELECT count(*) FROM identity_activity")
+            .await,
+        total
+    );
+    let tables = service.get("/v1/tables").await;
+    for view in ["assume_role_events", "db_sessions", "identity_activity"] {
+        assert!(
+            tables["tables"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|x| x["name"] == view)),
+            "{view}"
+        );
+    }
+    service.stop().await;
+}

@@ -312,6 +312,20 @@ impl QueryEngine {
             ctx.register_table(table, Arc::new(provider))
                 .map_err(|e| open_err(e.to_string()))?;
         }
+        for (name, sql) in crate::views::VIEWS {
+            let view_err = |e: DataFusionError| QueryError::Open {
+                table: name.to_owned(),
+                path: root.display(),
+                message: format!("defining the view: {e}"),
+            };
+            // Internal DDL: the read-only options apply to callers' statements only.
+            ctx.sql(&format!("CREATE VIEW {name} AS {sql}"))
+                .await
+                .map_err(view_err)?
+                .collect()
+                .await
+                .map_err(view_err)?;
+        }
         let executor = Executor::start().map_err(|e| QueryError::Open {
             table: String::new(),
             path: root.display(),

@@ -11,5 +11,6 @@ pub mod engine;
 pub mod format;
 pub mod http;
 pub mod live;
+pub mod views;
 
 pub use engine::{LakeRoot, QueryEngine, QueryError, QueryLimits};
