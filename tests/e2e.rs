@@ -118,7 +118,10 @@ async fn sample_day_lands_with_exact_counts_and_is_queryable_over_http() {
             "mongodb_audit",
             "rejected",
             "alerts",
-            "alert_deliveries"
+            "alert_deliveries",
+            "assume_role_events",
+            "db_sessions",
+            "identity_activity"
         ]
     );
     let health = service
