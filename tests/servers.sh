@@ -7,6 +7,7 @@
 #   AUDITLAKE_TEST_MOTO=http://127.0.0.1:PORT  AUDITLAKE_TEST_S3=http://127.0.0.1:PORT
 #   AUDITLAKE_TEST_S3_KEY / AUDITLAKE_TEST_S3_SECRET (SeaweedFS credentials), also exported as
 #   AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY with AWS_REGION=us-east-1
+#   AUDITLAKE_TEST_PYTHON: a Python with psycopg, for the Postgres protocol tests
 # `servers_stop` stops them by the PIDs recorded at start. Every wait gives up after a bound and
 # prints the server's log.
 
@@ -62,6 +63,7 @@ servers_wait() {
 
 servers_start() {
   servers_install
+  export AUDITLAKE_TEST_PYTHON="$SERVERS_VENV/bin/python"
   SERVERS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/auditlake-servers.XXXXXX")"
 
   local moto_port

@@ -76,6 +76,9 @@ struct ServeArgs {
     /// HTTP address (overrides `http.listen`).
     #[arg(long)]
     http: Option<std::net::SocketAddr>,
+    /// Serve the Postgres wire protocol on this address (overrides `http.pg_listen`).
+    #[arg(long)]
+    pg: Option<std::net::SocketAddr>,
     /// Lake: a folder or s3://bucket/prefix (overrides `lake`).
     #[arg(long)]
     lake: Option<String>,
@@ -255,6 +258,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = args.http {
         config = config.with_http_listen(addr)?;
     }
+    if let Some(addr) = args.pg {
+        config = config.with_pg_listen(addr)?;
+    }
     if let Some(lake) = args.lake {
         config.lake = lake_arg(&lake, &config)?;
         config.state_dir = config.lake.default_state_dir();
@@ -276,13 +282,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         let service = Service::bind(config.clone()).await?;
         let url = format!("http://{}", service.local_addr());
-        print_welcome(&url, &config);
+        print_welcome(&url, service.pg_addr(), &config);
         service.run(shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-fn print_welcome(url: &str, config: &Config) {
+fn print_welcome(url: &str, pg: Option<std::net::SocketAddr>, config: &Config) {
     use std::io::Write;
     let auth = match &config.http_token {
         Some(_) => format!(" -H \"Authorization: Bearer ${}\"", config.http_token_env),
@@ -300,6 +306,17 @@ fn print_welcome(url: &str, config: &Config) {
     for sql in examples {
         text.push_str(&format!(
             "  curl -s{auth} '{url}/v1/sql?format=ndjson' -d \"{sql}\"\n"
+        ));
+    }
+    if let Some(pg) = pg {
+        let password = match &config.http_token {
+            Some(_) => format!("PGPASSWORD=${} ", config.http_token_env),
+            None => String::new(),
+        };
+        text.push_str(&format!(
+            "Postgres clients: {password}psql -h {} -p {} -U auditlake auditlake\n",
+            pg.ip(),
+            pg.port()
         ));
     }
     text.push_str("Stop with Ctrl-C.\n");

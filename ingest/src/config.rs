@@ -71,6 +71,9 @@ pub struct HttpConfig {
     pub listen: Option<String>,
     /// Environment variable that holds the bearer token. Default `AUDITLAKE_HTTP_TOKEN`.
     pub token_env: Option<String>,
+    /// Address of the Postgres wire protocol server (off unless set). The bearer token is its
+    /// password.
+    pub pg_listen: Option<String>,
 }
 
 /// `[sql]`
@@ -286,6 +289,8 @@ pub struct Config {
     pub lake: LakeSpec,
     pub state_dir: PathBuf,
     pub http_listen: SocketAddr,
+    /// Postgres wire protocol address, if enabled.
+    pub pg_listen: Option<SocketAddr>,
     /// Bearer token for the API, from the environment; required beyond loopback.
     pub http_token: Option<String>,
     /// The environment variable the token is read from, for messages.
@@ -394,6 +399,20 @@ impl Config {
         let token_env = file.http.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV);
         let http_token = env(token_env).filter(|t| !t.is_empty());
         check_token(http_listen, http_token.as_deref(), token_env)?;
+        let pg_listen = match file.http.pg_listen.as_deref() {
+            None => None,
+            Some(text) => {
+                let addr: SocketAddr = text.parse().map_err(|e| {
+                    invalid(
+                        "http.pg_listen",
+                        format!("{text:?} is not an address like 127.0.0.1:7432: {e}"),
+                    )
+                })?;
+                check_token(addr, http_token.as_deref(), token_env)
+                    .map_err(|_| invalid("http.pg_listen", format!("{addr} is reachable beyond loopback: set a token in the environment variable {token_env}")))?;
+                Some(addr)
+            }
+        };
 
         let i = std::mem::take(&mut file.ingest);
         let concurrency = match i.concurrency {
@@ -553,6 +572,7 @@ impl Config {
             lake,
             state_dir,
             http_listen,
+            pg_listen,
             http_token,
             http_token_env: token_env.to_owned(),
             concurrency,
@@ -569,6 +589,13 @@ impl Config {
     }
 
     /// Replaces the HTTP address (from `--http`), checking the token rule again.
+    /// Enables the Postgres protocol on `listen` (from `--pg`), checking the token rule.
+    pub fn with_pg_listen(mut self, listen: SocketAddr) -> Result<Self, ConfigError> {
+        check_token(listen, self.http_token.as_deref(), &self.http_token_env)?;
+        self.pg_listen = Some(listen);
+        Ok(self)
+    }
+
     pub fn with_http_listen(mut self, listen: SocketAddr) -> Result<Self, ConfigError> {
         check_token(listen, self.http_token.as_deref(), &self.http_token_env)?;
         self.http_listen = listen;

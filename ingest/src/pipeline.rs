@@ -419,7 +419,7 @@ impl Pipeline {
                 self.stats.object_errors.fetch_add(1, Ordering::Relaxed);
                 self.stats.count_error(error.kind());
                 let attempts = self.count_attempt(&object.uri);
-                tracing::warn!(uri = %object.uri, kind = error.kind(), attempts, error = %error, "object not ingested");
+                tracing::warn!(source = source.name(), key = %object.key, uri = %object.uri, kind = error.kind(), attempts, error = %error, "object not ingested");
                 // A vanished object is recorded at once: no retry can bring it back.
                 let gone = matches!(error, ObjectError::Fetch(SourceError::Gone { .. }));
                 if gone || attempts >= MAX_ATTEMPTS {
@@ -606,7 +606,7 @@ impl Pipeline {
             Ok(()) => {
                 self.stats.objects_failed.fetch_add(1, Ordering::Relaxed);
                 self.forget_attempts(&object.uri);
-                tracing::error!(uri = %object.uri, error = %error, "object recorded as failed after {MAX_ATTEMPTS} attempts");
+                tracing::error!(key = %object.key, uri = %object.uri, kind = error.kind(), error = %error, "object recorded as failed");
             }
             Err(e) => {
                 tracing::error!(uri = %object.uri, error = %e, "could not record failed object")

@@ -204,6 +204,7 @@ pub async fn run(
 pub struct Service {
     config: Config,
     listener: TcpListener,
+    pg_listener: Option<TcpListener>,
     ingestion: Ingestion,
     engine: QueryEngine,
 }
@@ -285,9 +286,18 @@ impl Service {
                 addr: config.http_listen,
                 source,
             })?;
+        let pg_listener = match config.pg_listen {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServiceError::Bind { addr, source })?,
+            ),
+        };
         Ok(Service {
             config,
             listener,
+            pg_listener,
             ingestion,
             engine,
         })
@@ -298,6 +308,11 @@ impl Service {
         self.listener
             .local_addr()
             .unwrap_or(self.config.http_listen)
+    }
+
+    /// The address of the Postgres protocol server, if enabled.
+    pub fn pg_addr(&self) -> Option<SocketAddr> {
+        self.pg_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Runs until `shutdown` completes; see the module documentation.
@@ -336,6 +351,16 @@ impl Service {
         let deliver_stop = CancellationToken::new();
         let deliver = tokio::spawn(deliverer.run(deliver_stop.clone()));
         let http_stop = CancellationToken::new();
+        let pg = self.pg_listener.map(|listener| {
+            let (engine, token, stop) = (
+                self.engine.clone(),
+                self.config.http_token.as_deref().map(Arc::from),
+                http_stop.clone(),
+            );
+            tokio::spawn(async move {
+                auditlake_query::pg::serve(listener, &engine, token, stop).await;
+            })
+        });
         let http = {
             let http_stop = http_stop.clone();
             let app = router(state);
@@ -360,6 +385,11 @@ impl Service {
             tracing::error!(error = %e, "alert delivery ended abnormally");
         }
         http_stop.cancel();
+        if let Some(pg) = pg
+            && let Err(e) = pg.await
+        {
+            tracing::error!(error = %e, "Postgres server ended abnormally");
+        }
         match http.await {
             Ok(result) => result.map_err(ServiceError::Http),
             Err(e) => Err(ServiceError::Http(std::io::Error::other(e))),

@@ -128,24 +128,12 @@ impl Default for QueryLimits {
 /// statements at once) is refused before planning.
 pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
     use datafusion::sql::parser::{DFParser, Statement as DfStatement};
-    use datafusion::sql::sqlparser::ast::Statement;
     use datafusion::sql::sqlparser::dialect::GenericDialect;
 
     fn allowed(statement: &DfStatement) -> bool {
         match statement {
-            DfStatement::Statement(s) => allowed_sql(s),
+            DfStatement::Statement(s) => allowed_statement(s),
             DfStatement::Explain(e) => allowed(&e.statement),
-            _ => false,
-        }
-    }
-    fn allowed_sql(statement: &Statement) -> bool {
-        match statement {
-            Statement::Query(_)
-            | Statement::ShowTables { .. }
-            | Statement::ShowColumns { .. }
-            | Statement::ShowVariable { .. }
-            | Statement::ExplainTable { .. } => true,
-            Statement::Explain { statement, .. } => allowed_sql(statement),
             _ => false,
         }
     }
@@ -167,6 +155,20 @@ pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
         Err(QueryError::Rejected(
             "only SELECT, WITH, EXPLAIN, SHOW and DESCRIBE statements run here".into(),
         ))
+    }
+}
+
+/// Whether a parsed SQL statement only reads: a query, `EXPLAIN` of one, `SHOW`, `DESCRIBE`.
+pub fn allowed_statement(statement: &datafusion::sql::sqlparser::ast::Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::Statement;
+    match statement {
+        Statement::Query(_)
+        | Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowVariable { .. }
+        | Statement::ExplainTable { .. } => true,
+        Statement::Explain { statement, .. } => allowed_statement(statement),
+        _ => false,
     }
 }
 
@@ -359,6 +361,11 @@ impl QueryEngine {
     /// The lake root this engine reads.
     pub fn root(&self) -> &LakeRoot {
         &self.root
+    }
+
+    /// The DataFusion session (for the Postgres protocol server).
+    pub fn session(&self) -> SessionContext {
+        self.ctx.clone()
     }
 
     /// The limits every [`QueryEngine::query`] runs under.

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod format;
 pub mod http;
 pub mod live;
+pub mod pg;
 pub mod views;
 
 pub use engine::{LakeRoot, QueryEngine, QueryError, QueryLimits};

@@ -137,6 +137,8 @@ pub mod service {
     /// The service running in this process, and an HTTP client for it.
     pub struct Running {
         pub base: String,
+        /// `host:port` of the Postgres protocol server, if the config enables it.
+        pub pg: Option<std::net::SocketAddr>,
         pub client: reqwest::Client,
         stop: Option<tokio::sync::oneshot::Sender<()>>,
         task: tokio::task::JoinHandle<()>,
@@ -146,6 +148,7 @@ pub mod service {
         pub async fn start(config: Config) -> Self {
             let service = Service::bind(config).await.expect("bind");
             let base = format!("http://{}", service.local_addr());
+            let pg = service.pg_addr();
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let task = tokio::spawn(async move {
                 service
@@ -157,6 +160,7 @@ pub mod service {
             });
             Running {
                 base,
+                pg,
                 client: reqwest::Client::new(),
                 stop: Some(stop),
                 task,
