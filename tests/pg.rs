@@ -5,28 +5,14 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use auditlake_ingest::config::{Config, ConfigFile, LakeSpec, SourceSpec};
-use auditlake_ingest::sample::{self, SampleOptions};
+use auditlake_ingest::sample;
 use common::service::Running;
 
 const TOKEN: &str = "pg-test-token-81c2";
 
 async fn start(dir: &std::path::Path) -> (Running, sample::Manifest) {
-    let data = dir.join("data");
-    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
-    let lake = dir.join("lake");
-    let mut config = Config::from_file(ConfigFile::default(), &|_| None).expect("config");
-    config.lake = LakeSpec::Local(lake.clone());
-    config.state_dir = lake.join("_state");
-    config.http_listen = "127.0.0.1:0".parse().expect("addr");
+    let (mut config, manifest) = common::service::sample_config(dir, TOKEN);
     config.pg_listen = Some("127.0.0.1:0".parse().expect("addr"));
-    config.http_token = Some(TOKEN.into());
-    config.poll_interval = Duration::from_millis(100);
-    config.settle = Duration::ZERO;
-    config.sources = vec![SourceSpec::Folder {
-        path: data,
-        atlas_project: None,
-    }];
     let service = Running::start(config).await;
     for _ in 0..600 {
         let status: serde_json::Value = service

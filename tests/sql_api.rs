@@ -5,8 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use auditlake_ingest::config::{Config, ConfigFile, LakeSpec, SourceSpec};
-use auditlake_ingest::sample::{self, SampleOptions};
 use auditlake_query::QueryLimits;
 use common::service::Running;
 use serde_json::Value;
@@ -21,20 +19,7 @@ struct Api {
 impl Api {
     async fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("data");
-        sample::generate(&data, &SampleOptions::default()).expect("sample");
-        let lake = dir.path().join("lake");
-        let mut config = Config::from_file(ConfigFile::default(), &|_| None).expect("config");
-        config.lake = LakeSpec::Local(lake.clone());
-        config.state_dir = lake.join("_state");
-        config.http_listen = "127.0.0.1:0".parse().expect("addr");
-        config.http_token = Some(TOKEN.into());
-        config.poll_interval = Duration::from_millis(100);
-        config.settle = Duration::ZERO;
-        config.sources = vec![SourceSpec::Folder {
-            path: data,
-            atlas_project: None,
-        }];
+        let (mut config, _) = common::service::sample_config(dir.path(), TOKEN);
         config.query_limits = QueryLimits {
             timeout: Duration::from_secs(2),
             memory_bytes: 8 << 20,

@@ -134,6 +134,31 @@ pub mod service {
     use auditlake_ingest::config::Config;
     use auditlake_ingest::service::Service;
 
+    /// A configuration serving the sample day (written below `dir`) from a local lake on
+    /// loopback port 0, with `token` as the API token; and the sample's manifest.
+    pub fn sample_config(
+        dir: &std::path::Path,
+        token: &str,
+    ) -> (Config, auditlake_ingest::sample::Manifest) {
+        use auditlake_ingest::config::{ConfigFile, LakeSpec, SourceSpec};
+        use auditlake_ingest::sample::{self, SampleOptions};
+        let data = dir.join("data");
+        let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
+        let lake = dir.join("lake");
+        let mut config = Config::from_file(ConfigFile::default(), &|_| None).expect("config");
+        config.lake = LakeSpec::Local(lake.clone());
+        config.state_dir = lake.join("_state");
+        config.http_listen = "127.0.0.1:0".parse().expect("addr");
+        config.http_token = Some(token.into());
+        config.poll_interval = Duration::from_millis(100);
+        config.settle = Duration::ZERO;
+        config.sources = vec![SourceSpec::Folder {
+            path: data,
+            atlas_project: None,
+        }];
+        (config, manifest)
+    }
+
     /// The service running in this process, and an HTTP client for it.
     pub struct Running {
         pub base: String,
