@@ -94,20 +94,21 @@ async fn psql_queries_the_lake_with_the_token_as_password_and_cannot_write() {
         format!("{}|{}", sample::DENIED_USER, manifest.assume_role_denied)
     );
 
+    let copy_target = dir.path().join("copied.csv");
     for sql in [
-        "DROP TABLE cloudtrail",
-        "CREATE TABLE t AS SELECT 1",
-        "SET datafusion.execution.batch_size = 1",
-        "COPY (SELECT 1) TO '/tmp/auditlake-pg-copy.csv'",
+        "DROP TABLE cloudtrail".to_owned(),
+        "CREATE TABLE t AS SELECT 1".to_owned(),
+        "SET datafusion.execution.batch_size = 1".to_owned(),
+        format!("COPY (SELECT 1) TO '{}'", copy_target.display()),
     ] {
-        let (ok, _, err) = psql(port, TOKEN, sql).await;
+        let (ok, _, err) = psql(port, TOKEN, &sql).await;
         assert!(!ok, "{sql} ran");
         assert!(
             err.contains("read-only") || err.contains("42501") || err.contains("ERROR"),
             "{sql}: {err}"
         );
     }
-    assert!(!std::path::Path::new("/tmp/auditlake-pg-copy.csv").exists());
+    assert!(!copy_target.exists());
 
     let (ok, _, err) = psql(port, "wrong", "SELECT 1").await;
     assert!(!ok);
