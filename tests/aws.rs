@@ -309,6 +309,22 @@ async fn bucket_and_queue(
     (s3, bucket, queue_url)
 }
 
+/// The service with one S3 source notified through `queue_url`, started and idle.
+async fn start_notified(
+    moto: &str,
+    bucket: &str,
+    queue_url: String,
+    reconcile_interval: Duration,
+    lake: &std::path::Path,
+) -> Running {
+    let mut spec = s3_spec(bucket, settings(moto));
+    spec.queue_url = Some(queue_url);
+    spec.reconcile_interval = reconcile_interval;
+    let service = Running::start(config(lake, vec![s3_source(spec)])).await;
+    service.wait_idle().await;
+    service
+}
+
 async fn wait_for_count(service: &Running, sql: &str, expected: i64, limit: Duration) -> Duration {
     let start = Instant::now();
     loop {
@@ -329,10 +345,14 @@ async fn sqs_notifications_bring_new_objects_in_within_seconds() {
     let (s3, bucket, queue_url) = bucket_and_queue(&moto, "notified", true).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut spec = s3_spec(&bucket, settings(&moto));
-    spec.queue_url = Some(queue_url);
-    let service = Running::start(config(&dir.path().join("lake"), vec![s3_source(spec)])).await;
-    service.wait_idle().await;
+    let service = start_notified(
+        &moto,
+        &bucket,
+        queue_url,
+        Duration::from_secs(3600),
+        &dir.path().join("lake"),
+    )
+    .await;
 
     // Keys with a space, a plus and a comma arrive form-urlencoded in notifications.
     let mut delays = Vec::new();
@@ -393,11 +413,14 @@ async fn reconciliation_listing_finds_an_object_whose_notification_was_lost() {
     // The queue exists but the bucket never notifies it: every notification is "lost".
     let (s3, bucket, queue_url) = bucket_and_queue(&moto, "lost", false).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut spec = s3_spec(&bucket, settings(&moto));
-    spec.queue_url = Some(queue_url);
-    spec.reconcile_interval = Duration::from_millis(500);
-    let service = Running::start(config(&dir.path().join("lake"), vec![s3_source(spec)])).await;
-    service.wait_idle().await;
+    let service = start_notified(
+        &moto,
+        &bucket,
+        queue_url,
+        Duration::from_millis(500),
+        &dir.path().join("lake"),
+    )
+    .await;
     let key =
         format!("{TRAIL}/2026/11/22/111122223333_CloudTrail_us-east-1_20261122T1000Z_lost.json.gz");
     aws::put(

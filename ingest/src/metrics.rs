@@ -30,23 +30,34 @@ impl std::fmt::Debug for IngestCollector {
     }
 }
 
+/// Encodes one metric family: a single unlabelled value, or one series per label set.
+fn family<V: Copy + Default, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: &[(&[(&str, &str)], V)],
+    metric: impl Fn(V) -> M,
+) -> Result<(), std::fmt::Error> {
+    let metric_type = metric(V::default()).metric_type();
+    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+    if let &[(labels, value)] = series
+        && labels.is_empty()
+    {
+        return metric(value).encode(family);
+    }
+    for (labels, value) in series {
+        metric(*value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
 fn counter(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     series: &[(&[(&str, &str)], u64)],
 ) -> Result<(), std::fmt::Error> {
-    let metric_type = ConstCounter::new(0u64).metric_type();
-    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
-    if let &[(labels, value)] = series
-        && labels.is_empty()
-    {
-        return ConstCounter::new(value).encode(family);
-    }
-    for (labels, value) in series {
-        ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
-    }
-    Ok(())
+    family(encoder, name, help, series, ConstCounter::new)
 }
 
 fn gauge(
@@ -55,17 +66,7 @@ fn gauge(
     help: &str,
     series: &[(&[(&str, &str)], i64)],
 ) -> Result<(), std::fmt::Error> {
-    let metric_type = ConstGauge::new(0i64).metric_type();
-    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
-    if let &[(labels, value)] = series
-        && labels.is_empty()
-    {
-        return ConstGauge::new(value).encode(family);
-    }
-    for (labels, value) in series {
-        ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
-    }
-    Ok(())
+    family(encoder, name, help, series, ConstGauge::new)
 }
 
 impl Collector for IngestCollector {

@@ -87,8 +87,11 @@ pub struct SharedLake {
     store: Arc<dyn ObjectStore>,
     /// Path prefix of the lake root inside the store ("" or ending in `/`).
     root: String,
-    hours: Mutex<HashMap<String, Arc<tokio::sync::Mutex<HourLog>>>>,
+    hours: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<HourLog>>>>,
 }
+
+/// Hours of claim log kept in memory (about three days).
+const CACHED_HOURS: usize = 72;
 
 fn store_err(
     action: &'static str,
@@ -133,6 +136,14 @@ impl SharedLake {
 
     fn hour_log(&self, hour: &str) -> Arc<tokio::sync::Mutex<HourLog>> {
         let mut hours = self.hours.lock().unwrap_or_else(|p| p.into_inner());
+        // Keys sort by time: forget the oldest hours beyond a bound. A forgotten hour is read
+        // again from the store if a late event needs it, so this bounds memory, not correctness.
+        while hours.len() >= CACHED_HOURS && !hours.contains_key(hour) {
+            let Some(oldest) = hours.keys().next().cloned() else {
+                break;
+            };
+            hours.remove(&oldest);
+        }
         hours.entry(hour.to_owned()).or_default().clone()
     }
 
