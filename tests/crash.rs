@@ -173,6 +173,7 @@ fn sigkill_at_random_moments_then_restart_yields_the_uninterrupted_lake() {
         seed: 7,
         cloudtrail_records: 30_000,
         audit_lines: 60_000,
+        ..SampleOptions::default()
     };
     let manifest = sample::generate(&data, &options).expect("sample");
     let lake = dir.path().join("lake");

@@ -15,6 +15,10 @@ fi
 
 cargo build --workspace --all-targets --locked
 
+# shellcheck source=tests/browser.sh
+source tests/browser.sh
+browser_install
+
 # shellcheck source=tests/servers.sh
 source tests/servers.sh
 trap servers_stop EXIT

@@ -65,6 +65,7 @@ async fn cost(records: usize) {
             seed: 3,
             cloudtrail_records: records,
             audit_lines: records,
+            ..SampleOptions::default()
         },
     )
     .expect("sample");

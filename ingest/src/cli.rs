@@ -138,6 +138,9 @@ enum SampleCommand {
         /// Audit lines in total.
         #[arg(long, default_value_t = SampleOptions::default().audit_lines)]
         audit_lines: usize,
+        /// The day the events happen on (YYYY-MM-DD, UTC).
+        #[arg(long, default_value_t = sample::SAMPLE_DAY)]
+        day: chrono::NaiveDate,
     },
 }
 
@@ -216,11 +219,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             cloudtrail_records,
             audit_lines,
+            day,
         }) => {
             let options = SampleOptions {
                 seed,
                 cloudtrail_records,
                 audit_lines,
+                day,
             };
             let manifest = sample::generate(&out, &options)?;
             println!("{}", serde_json::to_string_pretty(&manifest)?);
@@ -300,7 +305,7 @@ fn print_welcome(url: &str, pg: Option<std::net::SocketAddr>, config: &Config) {
         "SELECT remote_ip, user, count(*) AS failures FROM mongodb_audit WHERE atype = 'authenticate' AND result <> 0 GROUP BY 1, 2 ORDER BY failures DESC",
     ];
     let mut text = format!(
-        "auditlake is ingesting into {} and serving SQL at {url}\n  status:  curl -s{auth} {url}/v1/status\n  tables:  curl -s{auth} {url}/v1/tables\nExample queries:\n",
+        "auditlake is ingesting into {} and serving SQL at {url}\n  page:    open {url}/ in a browser\n  status:  curl -s{auth} {url}/v1/status\n  tables:  curl -s{auth} {url}/v1/tables\nExample queries:\n",
         config.lake.display()
     );
     for sql in examples {

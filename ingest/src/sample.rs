@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -57,6 +57,8 @@ pub struct SampleOptions {
     pub cloudtrail_records: usize,
     /// Total audit lines wanted (valid ones); the story's are included.
     pub audit_lines: usize,
+    /// The day the events happen on (UTC).
+    pub day: NaiveDate,
 }
 
 impl Default for SampleOptions {
@@ -65,6 +67,7 @@ impl Default for SampleOptions {
             seed: 20261101,
             cloudtrail_records: 2_000,
             audit_lines: 4_000,
+            day: SAMPLE_DAY,
         }
     }
 }
@@ -125,11 +128,11 @@ struct Generator {
     manifest: Manifest,
 }
 
-fn day_start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
-        .single()
-        .unwrap_or_default()
-}
+/// The day of the bundled sample.
+pub const SAMPLE_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2026, 11, 1) {
+    Some(day) => day,
+    None => NaiveDate::MIN,
+};
 
 fn ts(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -500,7 +503,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 pub fn generate(out: &Path, options: &SampleOptions) -> Result<Manifest, SampleError> {
     let mut g = Generator {
         rng: StdRng::seed_from_u64(options.seed),
-        day: day_start(),
+        day: options.day.and_time(NaiveTime::MIN).and_utc(),
         ct: Vec::new(),
         audit: Vec::new(),
         manifest: Manifest::default(),

@@ -1,5 +1,5 @@
 //! The HTTP API: `POST /v1/sql`, `GET /v1/tables`, `GET /v1/status`, `GET /metrics`,
-//! `GET /healthz`.
+//! `GET /healthz`, and the built-in page at `/` ([`crate::web`]).
 //!
 //! Every route but `/healthz` wants `Authorization: Bearer <token>` when the service has a
 //! token; the service refuses to bind beyond loopback without one. Errors are JSON
@@ -60,6 +60,7 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(crate::web::routes())
         .merge(api)
         .with_state(state)
 }

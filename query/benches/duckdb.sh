@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Benchmark: five typical audit queries over the same Parquet lake, auditlake vs DuckDB, one run.
+#
+#   bash query/benches/duckdb.sh [ROWS]        (default 10000000)
+#
+# Builds the release binary, generates ROWS events (half CloudTrail records, half Atlas audit
+# lines, one day per million) with `auditlake sample generate`, ingests them with
+# `auditlake ingest` into a fresh lake, then runs each query against
+#   - auditlake: `auditlake serve` on the lake, queries POSTed to /v1/sql (JSON result);
+#   - DuckDB (from PyPI, pinned in query/benches/requirements.txt): read_parquet over the same
+#     files with Hive partitioning, fetched into Python; two threads, like the service;
+# each warm: one untimed run, then the best and median of three. Results of the two engines are
+# compared (row counts and the first row) so a fast wrong answer cannot pass.
+# Set AUDITLAKE_BENCH_DIR to keep the generated data and lake between runs.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROWS=${1:-10000000}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditlake/target}"
+VENV="${AUDITLAKE_CACHE:-$HOME/.cache/auditlake}/venv-bench"
+REQUIREMENTS=query/benches/requirements.txt
+
+cargo build --release --locked --bin auditlake
+BIN="$CARGO_TARGET_DIR/release/auditlake"
+
+if ! cmp -s "$VENV/.installed" "$REQUIREMENTS" 2>/dev/null; then
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+  cp "$REQUIREMENTS" "$VENV/.installed"
+fi
+
+if [ -n "${AUDITLAKE_BENCH_DIR:-}" ]; then
+  WORK="$AUDITLAKE_BENCH_DIR"
+  mkdir -p "$WORK"
+else
+  WORK=$(mktemp -d)
+  trap 'rm -rf "$WORK"' EXIT
+fi
+
+if [ ! -f "$WORK/lake-$ROWS.done" ]; then
+  rm -rf "$WORK/data" "$WORK/lake"
+  per_day=1000000
+  days=$(( (ROWS + per_day - 1) / per_day ))
+  echo "generating $ROWS events over $days days..."
+  for i in $(seq 0 $((days - 1))); do
+    n=$(( ROWS - i * per_day < per_day ? ROWS - i * per_day : per_day ))
+    day=$(date -u -d "2026-10-01 + $i days" +%F)
+    "$BIN" sample generate --out "$WORK/data/$day" --day "$day" --seed "$((i + 1))" \
+      --cloudtrail-records $((n / 2)) --audit-lines $((n - n / 2)) > /dev/null
+    rm -f "$WORK/data/$day/MANIFEST.json"
+  done
+  echo "ingesting..."
+  "$BIN" ingest --lake "$WORK/lake" "$WORK/data" > /dev/null
+  touch "$WORK/lake-$ROWS.done"
+fi
+
+"$VENV/bin/python" query/benches/compare.py "$BIN" "$WORK/lake"
