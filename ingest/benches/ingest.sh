@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Benchmark: decode → Parquet for generated CloudTrail and Atlas audit data, one run each.
+# Benchmark: CloudTrail and Atlas audit files to Parquet, auditlake vs DuckDB, in one run.
 #
-#   bash ingest/benches/ingest.sh [CLOUDTRAIL_RECORDS] [AUDIT_LINES]
+#   bash ingest/benches/ingest.sh [CLOUDTRAIL_RECORDS] [AUDIT_LINES]   (default 1000000 each)
 #
-# Builds the release binary, generates the data set into a temporary folder, and runs
-# `auditlake ingest` on each half separately under GNU time. Prints records per CPU-second
-# (per core), records per wall-second, input MB/s (decompressed JSON) and peak RSS.
+# Builds the release binary, generates the data set (CloudTrail in the S3 layout, gzip objects;
+# Atlas audit lines, half the objects gzip) into a temporary folder, then for each half runs
+#   - `auditlake ingest` from the local folder into a fresh lake, and
+#   - DuckDB (from PyPI, pinned in ingest/benches/requirements.txt) converting the same files to
+#     one zstd Parquet file with a comparable flattened schema (ingest/benches/duckdb_convert.py;
+#     DuckDB picks gzip by file name, so it reads the same bytes through `.gz`-named links),
+# each under GNU time, and prints records per CPU-second, records per second, decompressed MB
+# per CPU-second, CPU seconds and peak RSS side by side, with auditlake's ratio to DuckDB.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CT=${1:-1000000}
@@ -15,30 +20,68 @@ command -v /usr/bin/time >/dev/null || { echo "needs GNU time (apt-get install t
 
 cargo build --release --locked --bin auditlake
 BIN="$CARGO_TARGET_DIR/release/auditlake"
+# shellcheck source=ingest/benches/venv.sh
+source ingest/benches/venv.sh
+bench_venv
+
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 echo "generating $CT CloudTrail records and $AUDIT audit lines..."
 "$BIN" sample generate --out "$WORK/data" --cloudtrail-records "$CT" --audit-lines "$AUDIT" > "$WORK/manifest.json"
+rm "$WORK/data/MANIFEST.json"
 
-run() { # name folder records
-  local name=$1 folder=$2 records=$3
-  local raw
-  raw=$(find "$folder" -type f -exec zcat -f {} + | wc -c)
-  rm -rf "$WORK/lake-$name"
-  /usr/bin/time -f '%e %U %S %M' -o "$WORK/time-$name" "$BIN" ingest --lake "$WORK/lake-$name" "$folder" > "$WORK/out-$name" 2>"$WORK/err-$name"
-  read -r wall user sys rss_kb < "$WORK/time-$name"
-  python3 - "$name" "$records" "$wall" "$user" "$sys" "$rss_kb" "$raw" <<'PY'
-import sys
-name, records, wall, user, sys_, rss_kb, raw = sys.argv[1:]
-records, wall, cpu = int(records), float(wall), float(user) + float(sys_)
-mb = int(raw) / 1e6
-print(f"{name:<11} {records:>9} records  wall {wall:6.2f}s  cpu {cpu:6.2f}s  "
-      f"{records/cpu:>9,.0f} rec/cpu-s  {records/wall:>9,.0f} rec/s  "
-      f"{mb/cpu:6.1f} MB/cpu-s  peak RSS {int(rss_kb)/1024:6.1f} MiB")
-PY
+# The same files for DuckDB, gzip ones linked under a `.gz` name.
+mkdir -p "$WORK/duckdb-in"
+(cd "$WORK/data" && find . -type f) | while read -r f; do
+  mkdir -p "$WORK/duckdb-in/$(dirname "$f")"
+  if [ "$(head -c2 "$WORK/data/$f" | od -An -tx1 | tr -d ' ')" = "1f8b" ] && [[ "$f" != *.gz ]]; then
+    ln -s "$WORK/data/$f" "$WORK/duckdb-in/$f.gz"
+  else
+    ln -s "$WORK/data/$f" "$WORK/duckdb-in/$f"
+  fi
+done
+
+measure() { # name engine records raw_bytes command...
+  local name=$1 engine=$2 records=$3 raw=$4
+  shift 4
+  /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$@" > "$WORK/out" 2> "$WORK/err" ||
+    { cat "$WORK/err" >&2; exit 1; }
+  read -r wall user sys rss_kb < "$WORK/time"
+  echo "$name $engine $records $raw $wall $user $sys $rss_kb" >> "$WORK/results"
 }
-ct_rows=$(python3 -c "import json;m=json.load(open('$WORK/manifest.json'));print(m['cloudtrail_rows']+m['cloudtrail_duplicates'])")
-audit_rows=$(python3 -c "import json;m=json.load(open('$WORK/manifest.json'));print(m['mongodb_audit_rows']+m['rejected_rows'])")
-run cloudtrail "$WORK/data/cloudtrail" "$ct_rows"
-run atlas_audit "$WORK/data/atlas" "$audit_rows"
+
+manifest() { python3 -c "import json;m=json.load(open('$WORK/manifest.json'));print($1)"; }
+ct_rows=$(manifest "m['cloudtrail_rows']+m['cloudtrail_duplicates']")
+audit_rows=$(manifest "m['mongodb_audit_rows']+m['rejected_rows']")
+ct_raw=$(find "$WORK/data/cloudtrail" -type f -exec zcat -f {} + | wc -c)
+audit_raw=$(find "$WORK/data/atlas" -type f -exec zcat -f {} + | wc -c)
+
+echo "cloudtrail: auditlake..."
+measure cloudtrail auditlake "$ct_rows" "$ct_raw" "$BIN" ingest --lake "$WORK/lake-ct" "$WORK/data/cloudtrail"
+echo "cloudtrail: duckdb..."
+measure cloudtrail duckdb "$ct_rows" "$ct_raw" "$BENCH_PYTHON" ingest/benches/duckdb_convert.py cloudtrail "$WORK/duckdb-in/cloudtrail" "$WORK/ct.parquet"
+echo "duckdb wrote $(cat "$WORK/out") cloudtrail rows (auditlake: $ct_rows records read)"
+echo "atlas audit: auditlake..."
+measure atlas_audit auditlake "$audit_rows" "$audit_raw" "$BIN" ingest --lake "$WORK/lake-audit" "$WORK/data/atlas"
+echo "atlas audit: duckdb..."
+measure atlas_audit duckdb "$audit_rows" "$audit_raw" "$BENCH_PYTHON" ingest/benches/duckdb_convert.py atlas_audit "$WORK/duckdb-in/atlas" "$WORK/audit.parquet"
+echo "duckdb wrote $(cat "$WORK/out") mongodb_audit rows (auditlake: $audit_rows lines read)"
+
+python3 - "$WORK/results" <<'PY'
+import sys
+rows = [line.split() for line in open(sys.argv[1])]
+print(f"\n{'data':<12} {'engine':<10} {'records':>10} {'wall s':>7} {'CPU s':>7} "
+      f"{'rec/CPU-s':>10} {'rec/s':>10} {'MB/CPU-s':>9} {'peak RSS':>10}")
+rate = {}
+for name, engine, records, raw, wall, user, sys_, rss_kb in rows:
+    records, wall, cpu = int(records), float(wall), float(user) + float(sys_)
+    rate[(name, engine)] = records / cpu
+    print(f"{name:<12} {engine:<10} {records:>10,} {wall:>7.2f} {cpu:>7.2f} "
+          f"{records / cpu:>10,.0f} {records / wall:>10,.0f} {int(raw) / 1e6 / cpu:>9.1f} "
+          f"{int(rss_kb) / 1024:>7.0f} MiB")
+for name in ("cloudtrail", "atlas_audit"):
+    if (name, "auditlake") in rate and (name, "duckdb") in rate:
+        print(f"{name}: auditlake does {rate[(name, 'auditlake')] / rate[(name, 'duckdb')]:.1f}x "
+              f"DuckDB's records per CPU-second")
+PY

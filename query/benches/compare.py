@@ -109,7 +109,8 @@ class Auditlake:
         )
         with urllib.request.urlopen(request, timeout=600) as response:
             body = json.load(response)
-        return [list(row.values()) for row in body["rows"]]
+        names = [column["name"] for column in body["columns"]]
+        return [[row.get(name) for name in names] for row in body["rows"]]
 
     def peak_rss_mib(self):
         with open(f"/proc/{self.process.pid}/status") as f:
@@ -161,9 +162,9 @@ def main():
     binary, lake = sys.argv[1], os.path.abspath(sys.argv[2])
     rows = {}
     for table in ("cloudtrail", "mongodb_audit"):
-        rows[table] = duckdb.sql(
+        rows[table] = duckdb.connect().execute(
             f"SELECT count(*) FROM read_parquet('{lake}/{table}/*/*/*.parquet')"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     files = sum(len(fs) for _, _, fs in os.walk(lake))
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(lake) for f in fs)
     print(f"lake: {rows['cloudtrail']:,} cloudtrail + {rows['mongodb_audit']:,} mongodb_audit rows, "

@@ -7,7 +7,7 @@
 # lines, one day per million) with `auditlake sample generate`, ingests them with
 # `auditlake ingest` into a fresh lake, then runs each query against
 #   - auditlake: `auditlake serve` on the lake, queries POSTed to /v1/sql (JSON result);
-#   - DuckDB (from PyPI, pinned in query/benches/requirements.txt): read_parquet over the same
+#   - DuckDB (from PyPI, pinned in ingest/benches/requirements.txt): read_parquet over the same
 #     files with Hive partitioning, fetched into Python; two threads, like the service;
 # each warm: one untimed run, then the best and median of three. Results of the two engines are
 # compared (row counts and the first row) so a fast wrong answer cannot pass.
@@ -16,18 +16,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROWS=${1:-10000000}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditlake/target}"
-VENV="${AUDITLAKE_CACHE:-$HOME/.cache/auditlake}/venv-bench"
-REQUIREMENTS=query/benches/requirements.txt
 
 cargo build --release --locked --bin auditlake
 BIN="$CARGO_TARGET_DIR/release/auditlake"
 
-if ! cmp -s "$VENV/.installed" "$REQUIREMENTS" 2>/dev/null; then
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-  cp "$REQUIREMENTS" "$VENV/.installed"
-fi
+# shellcheck source=ingest/benches/venv.sh
+source ingest/benches/venv.sh
+bench_venv
 
 if [ -n "${AUDITLAKE_BENCH_DIR:-}" ]; then
   WORK="$AUDITLAKE_BENCH_DIR"
@@ -54,4 +49,4 @@ if [ ! -f "$WORK/lake-$ROWS.done" ]; then
   touch "$WORK/lake-$ROWS.done"
 fi
 
-"$VENV/bin/python" query/benches/compare.py "$BIN" "$WORK/lake"
+"$BENCH_PYTHON" query/benches/compare.py "$BIN" "$WORK/lake"
