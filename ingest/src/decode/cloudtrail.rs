@@ -4,16 +4,17 @@
 //! Every documented field the rules and audits filter on becomes a typed column; the free-form
 //! parts (`userIdentity`, `requestParameters`, `responseElements`, ...) stay as JSON text, and
 //! top-level fields this version does not know go to `unmapped`, so nothing is lost. The STS
-//! session token in `responseElements.credentials` is removed before anything is written.
+//! session token in `responseElements.credentials` is left out of everything written. Each
+//! record is read straight from simd-json's tape: no value tree, no copy of a field's text.
 
-use simd_json::BorrowedValue;
 use simd_json::prelude::*;
+use simd_json::tape::Value;
 
 use auditlake_schema as schema;
 
 use super::ObjectContext;
 use super::columns::{TableBuilder, table_columns};
-use super::json::{boolean, get, json_text, path, text};
+use super::tape::{boolean, get, text, utf8, write_json, write_key, write_object};
 use super::time::{from_epoch_number, parse_text};
 
 table_columns! {
@@ -64,11 +65,10 @@ pub fn builder() -> TableBuilder {
 }
 
 /// Why a JSON value is not a CloudTrail record.
-pub fn not_a_record(record: &BorrowedValue<'_>) -> Option<&'static str> {
-    let object = match record.as_object() {
-        Some(o) => o,
-        None => return Some("a CloudTrail record must be a JSON object"),
-    };
+pub fn not_a_record(record: Value<'_, '_>) -> Option<&'static str> {
+    if record.as_object().is_none() {
+        return Some("a CloudTrail record must be a JSON object");
+    }
     // A record without any of these is some other document (a digest, an Insights event, ...).
     let known = [
         "eventID",
@@ -77,7 +77,7 @@ pub fn not_a_record(record: &BorrowedValue<'_>) -> Option<&'static str> {
         "eventTime",
         "userIdentity",
     ];
-    if known.iter().any(|k| object.contains_key(*k)) {
+    if known.iter().any(|k| record.contains_key(k)) {
         None
     } else {
         Some(
@@ -86,77 +86,146 @@ pub fn not_a_record(record: &BorrowedValue<'_>) -> Option<&'static str> {
     }
 }
 
-/// Appends one record (checked with [`not_a_record`] first) as a row.
+/// The top-level fields of one record, found in one pass over its keys.
+#[derive(Default, Clone, Copy)]
+struct Fields<'t, 'i> {
+    event_time: Option<Value<'t, 'i>>,
+    event_id: Option<Value<'t, 'i>>,
+    event_version: Option<Value<'t, 'i>>,
+    event_source: Option<Value<'t, 'i>>,
+    event_name: Option<Value<'t, 'i>>,
+    aws_region: Option<Value<'t, 'i>>,
+    source_ip: Option<Value<'t, 'i>>,
+    user_agent: Option<Value<'t, 'i>>,
+    error_code: Option<Value<'t, 'i>>,
+    error_message: Option<Value<'t, 'i>>,
+    read_only: Option<Value<'t, 'i>>,
+    management_event: Option<Value<'t, 'i>>,
+    event_type: Option<Value<'t, 'i>>,
+    event_category: Option<Value<'t, 'i>>,
+    request_id: Option<Value<'t, 'i>>,
+    recipient_account_id: Option<Value<'t, 'i>>,
+    shared_event_id: Option<Value<'t, 'i>>,
+    user_identity: Option<Value<'t, 'i>>,
+    request_parameters: Option<Value<'t, 'i>>,
+    response_elements: Option<Value<'t, 'i>>,
+    additional_event_data: Option<Value<'t, 'i>>,
+    resources: Option<Value<'t, 'i>>,
+    tls_details: Option<Value<'t, 'i>>,
+    /// Whether some top-level key has no column of its own.
+    has_unmapped: bool,
+}
+
+impl<'t, 'i> Fields<'t, 'i> {
+    fn read(record: Value<'t, 'i>) -> Self {
+        let mut f = Fields::default();
+        let Some(object) = record.as_object() else {
+            return f;
+        };
+        for (key, value) in object.iter() {
+            let slot = match key {
+                "eventTime" => &mut f.event_time,
+                "eventID" => &mut f.event_id,
+                "eventVersion" => &mut f.event_version,
+                "eventSource" => &mut f.event_source,
+                "eventName" => &mut f.event_name,
+                "awsRegion" => &mut f.aws_region,
+                "sourceIPAddress" => &mut f.source_ip,
+                "userAgent" => &mut f.user_agent,
+                "errorCode" => &mut f.error_code,
+                "errorMessage" => &mut f.error_message,
+                "readOnly" => &mut f.read_only,
+                "managementEvent" => &mut f.management_event,
+                "eventType" => &mut f.event_type,
+                "eventCategory" => &mut f.event_category,
+                "requestID" => &mut f.request_id,
+                "recipientAccountId" => &mut f.recipient_account_id,
+                "sharedEventID" => &mut f.shared_event_id,
+                "userIdentity" => &mut f.user_identity,
+                "requestParameters" => &mut f.request_parameters,
+                "responseElements" => &mut f.response_elements,
+                "additionalEventData" => &mut f.additional_event_data,
+                "resources" => &mut f.resources,
+                "tlsDetails" => &mut f.tls_details,
+                _ => {
+                    f.has_unmapped = true;
+                    continue;
+                }
+            };
+            // A repeated key: the last one wins, as in every JSON object reader.
+            *slot = Some(value);
+        }
+        f
+    }
+}
+
+/// Appends one record (checked with [`not_a_record`] first) as a row; `scratch` is reused for
+/// the JSON text columns.
 pub fn append(
     rows: &mut TableBuilder,
-    record: &mut BorrowedValue<'_>,
+    record: Value<'_, '_>,
     index: i64,
     ctx: &ObjectContext<'_>,
+    scratch: &mut Vec<u8>,
 ) {
-    strip_secrets(record);
-    let record = &*record;
-    let r = Some(record);
-    let identity = get(r, "userIdentity");
+    let f = Fields::read(record);
+    let identity = f.user_identity;
     let session = get(identity, "sessionContext");
     let issuer = get(session, "sessionIssuer");
     let attributes = get(session, "attributes");
-    let request = get(r, "requestParameters");
-    let response = get(r, "responseElements");
+    let request = f.request_parameters;
+    let response = f.response_elements;
 
     let mut notes: Vec<String> = Vec::new();
-    let event_time = match get(r, "eventTime") {
-        None | Some(BorrowedValue::Static(simd_json::StaticNode::Null)) => {
+    let event_time = match f.event_time {
+        None => {
             notes.push("eventTime missing; left null".to_owned());
             None
         }
-        Some(BorrowedValue::String(s)) => {
-            let t = parse_text("eventTime", s);
-            notes.extend(t.note);
-            t.micros
+        Some(v) if v.is_null() => {
+            notes.push("eventTime missing; left null".to_owned());
+            None
         }
-        Some(v) => match v.as_f64() {
-            Some(n) => {
+        Some(v) => match (v.as_str(), v.cast_f64()) {
+            (Some(s), _) => {
+                let t = parse_text("eventTime", s);
+                notes.extend(t.note);
+                t.micros
+            }
+            (None, Some(n)) => {
                 let t = from_epoch_number("eventTime", n);
                 notes.extend(t.note);
                 t.micros
             }
-            None => {
+            (None, None) => {
                 notes.push("eventTime is not a time; left null".to_owned());
                 None
             }
         },
     };
-    let session_created = text(get(attributes, "creationDate")).and_then(|s| {
-        let t = parse_text("sessionContext.attributes.creationDate", &s);
-        t.micros
-    });
+    let session_created = text(get(attributes, "creationDate"))
+        .and_then(|s| parse_text("sessionContext.attributes.creationDate", &s).micros);
 
     rows.timestamp(Col::event_time, event_time);
-    rows.str(Col::event_id, text(get(r, "eventID")).as_deref());
-    rows.str(Col::event_version, text(get(r, "eventVersion")).as_deref());
-    rows.str(Col::event_source, text(get(r, "eventSource")).as_deref());
-    rows.str(Col::event_name, text(get(r, "eventName")).as_deref());
-    rows.str(Col::aws_region, text(get(r, "awsRegion")).as_deref());
-    rows.str(Col::source_ip, text(get(r, "sourceIPAddress")).as_deref());
-    rows.str(Col::user_agent, text(get(r, "userAgent")).as_deref());
-    rows.str(Col::error_code, text(get(r, "errorCode")).as_deref());
-    rows.str(Col::error_message, text(get(r, "errorMessage")).as_deref());
-    rows.bool(Col::read_only, boolean(get(r, "readOnly")));
-    rows.bool(Col::management_event, boolean(get(r, "managementEvent")));
-    rows.str(Col::event_type, text(get(r, "eventType")).as_deref());
-    rows.str(
-        Col::event_category,
-        text(get(r, "eventCategory")).as_deref(),
-    );
-    rows.str(Col::request_id, text(get(r, "requestID")).as_deref());
+    rows.str(Col::event_id, text(f.event_id).as_deref());
+    rows.str(Col::event_version, text(f.event_version).as_deref());
+    rows.str(Col::event_source, text(f.event_source).as_deref());
+    rows.str(Col::event_name, text(f.event_name).as_deref());
+    rows.str(Col::aws_region, text(f.aws_region).as_deref());
+    rows.str(Col::source_ip, text(f.source_ip).as_deref());
+    rows.str(Col::user_agent, text(f.user_agent).as_deref());
+    rows.str(Col::error_code, text(f.error_code).as_deref());
+    rows.str(Col::error_message, text(f.error_message).as_deref());
+    rows.bool(Col::read_only, boolean(f.read_only));
+    rows.bool(Col::management_event, boolean(f.management_event));
+    rows.str(Col::event_type, text(f.event_type).as_deref());
+    rows.str(Col::event_category, text(f.event_category).as_deref());
+    rows.str(Col::request_id, text(f.request_id).as_deref());
     rows.str(
         Col::recipient_account_id,
-        text(get(r, "recipientAccountId")).as_deref(),
+        text(f.recipient_account_id).as_deref(),
     );
-    rows.str(
-        Col::shared_event_id,
-        text(get(r, "sharedEventID")).as_deref(),
-    );
+    rows.str(Col::shared_event_id, text(f.shared_event_id).as_deref());
     rows.str(Col::user_type, text(get(identity, "type")).as_deref());
     rows.str(Col::user_arn, text(get(identity, "arn")).as_deref());
     rows.str(
@@ -215,16 +284,28 @@ pub fn append(
         Col::external_id,
         text(get(request, "externalId")).as_deref(),
     );
-    rows.str(Col::user_identity, json_text(identity).as_deref());
-    rows.str(Col::request_parameters, json_text(request).as_deref());
-    rows.str(Col::response_elements, json_text(response).as_deref());
-    rows.str(
+    json_column(rows, Col::user_identity, identity, scratch);
+    json_column(rows, Col::request_parameters, request, scratch);
+    if write_response_elements(response, scratch) {
+        rows.str(Col::response_elements, utf8(scratch));
+    }
+    json_column(
+        rows,
         Col::additional_event_data,
-        json_text(get(r, "additionalEventData")).as_deref(),
+        f.additional_event_data,
+        scratch,
     );
-    rows.str(Col::resources, json_text(get(r, "resources")).as_deref());
-    rows.str(Col::tls_details, json_text(get(r, "tlsDetails")).as_deref());
-    rows.str(Col::unmapped, unmapped_fields(record).as_deref());
+    json_column(rows, Col::resources, f.resources, scratch);
+    json_column(rows, Col::tls_details, f.tls_details, scratch);
+    if f.has_unmapped
+        && let Some(object) = record.as_object()
+        && write_object(
+            object.iter().filter(|(k, _)| !MAPPED_FIELDS.contains(k)),
+            scratch,
+        )
+    {
+        rows.str(Col::unmapped, utf8(scratch));
+    }
     rows.str(Col::source_uri, Some(ctx.source_uri));
     rows.i64(Col::source_index, Some(index));
     rows.timestamp(Col::ingested_at, Some(ctx.ingested_at_micros));
@@ -233,30 +314,59 @@ pub fn append(
     rows.end_row();
 }
 
-/// Removes the STS session token wherever CloudTrail puts issued credentials.
-fn strip_secrets(record: &mut BorrowedValue<'_>) {
-    if let Some(credentials) = record
-        .get_mut("responseElements")
-        .and_then(|r| r.get_mut("credentials"))
-        .and_then(|c| c.as_object_mut())
-    {
-        credentials.remove("sessionToken");
+fn json_column(
+    rows: &mut TableBuilder,
+    col: Col,
+    value: Option<Value<'_, '_>>,
+    scratch: &mut Vec<u8>,
+) {
+    if write_json(value, scratch) {
+        rows.str(col, utf8(scratch));
     }
 }
 
-/// The top-level fields without a column of their own, as a JSON object; `None` if there are none.
-fn unmapped_fields(record: &BorrowedValue<'_>) -> Option<String> {
-    let object = record.as_object()?;
-    let mut rest = simd_json::borrowed::Object::default();
-    for (key, value) in object.iter() {
-        if !MAPPED_FIELDS.contains(&key.as_ref()) {
-            rest.insert(key.clone(), value.clone());
+/// Writes `responseElements` without the STS session token, wherever CloudTrail puts issued
+/// credentials; `false` when it is missing or null.
+fn write_response_elements(response: Option<Value<'_, '_>>, out: &mut Vec<u8>) -> bool {
+    let Some(credentials) = get(response, "credentials") else {
+        return write_json(response, out);
+    };
+    if !credentials.contains_key("sessionToken") {
+        return write_json(response, out);
+    }
+    let (Some(response), Some(credentials)) = (
+        response.and_then(|r| r.as_object()),
+        credentials.as_object(),
+    ) else {
+        return write_json(response, out);
+    };
+    let mut kept_credentials = Vec::new();
+    write_object(
+        credentials.iter().filter(|(k, _)| *k != "sessionToken"),
+        &mut kept_credentials,
+    );
+    out.clear();
+    out.push(b'{');
+    for (i, (key, value)) in response.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_key(key, out);
+        if key == "credentials" {
+            if kept_credentials.is_empty() {
+                out.extend_from_slice(b"{}");
+            } else {
+                out.extend_from_slice(&kept_credentials);
+            }
+        } else {
+            let _ = value.write(&mut *out);
         }
     }
-    (!rest.is_empty()).then(|| BorrowedValue::Object(Box::new(rest)).encode())
+    out.push(b'}');
+    true
 }
 
 /// Whether a parsed document is a CloudTrail digest file (no records; hashes of log files).
-pub fn is_digest(document: &BorrowedValue<'_>) -> bool {
-    path(document, &["digestStartTime"]).is_some() && path(document, &["logFiles"]).is_some()
+pub fn is_digest(document: Value<'_, '_>) -> bool {
+    document.contains_key("digestStartTime") && document.contains_key("logFiles")
 }

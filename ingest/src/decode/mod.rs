@@ -10,6 +10,7 @@ pub mod cloudtrail;
 pub mod columns;
 pub mod json;
 pub mod mongodb;
+pub mod tape;
 pub mod time;
 
 use std::io::Read;
@@ -262,11 +263,20 @@ fn decode_cloudtrail(
     rejects: &mut Rejects<'_>,
     out: &mut Decoded,
 ) {
+    let mut scratch = Vec::new();
     if looks_line_delimited(content) {
-        for_each_line(content, limits, rejects, |value, index, rejects, raw| {
-            match cloudtrail::not_a_record(value) {
-                None => cloudtrail::append(rows, value, index, ctx),
-                Some(reason) => rejects.push(Some(index), reason, raw),
+        for_each_raw_line(content, limits, rejects, |line, number, rejects, raw| {
+            let parsed = tape::with_parsed(line, |record| {
+                let refusal = cloudtrail::not_a_record(record);
+                if refusal.is_none() {
+                    cloudtrail::append(rows, record, number, ctx, &mut scratch);
+                }
+                refusal
+            });
+            match parsed {
+                Ok(None) => {}
+                Ok(Some(reason)) => rejects.push(Some(number), reason, raw),
+                Err(e) => rejects.push(Some(number), &format!("invalid JSON: {e}"), raw),
             }
         });
         return;
@@ -276,32 +286,32 @@ fn decode_cloudtrail(
     if content.iter().all(u8::is_ascii_whitespace) {
         return;
     }
-    let mut document = match simd_json::to_borrowed_value(content) {
-        Ok(d) => d,
-        Err(e) => {
-            rejects.push(None, &format!("invalid JSON document: {e}"), &raw_head);
-            return;
+    let parsed = tape::with_parsed(content, |document| {
+        if cloudtrail::is_digest(document) {
+            return true;
         }
-    };
-    if cloudtrail::is_digest(&document) {
-        out.digest = true;
-        return;
-    }
-    let records = document.get_mut("Records").and_then(|r| r.as_array_mut());
-    match records {
-        Some(records) => {
-            for (index, record) in records.iter_mut().enumerate() {
-                let index = index as i64;
-                match cloudtrail::not_a_record(record) {
-                    None => cloudtrail::append(rows, record, index, ctx),
-                    Some(reason) => rejects.push(Some(index), reason, record.encode().as_bytes()),
+        match document.get("Records").and_then(|r| r.as_array()) {
+            Some(records) => {
+                for (index, record) in records.iter().enumerate() {
+                    let index = index as i64;
+                    match cloudtrail::not_a_record(record) {
+                        None => cloudtrail::append(rows, record, index, ctx, &mut scratch),
+                        Some(reason) => {
+                            rejects.push(Some(index), reason, record.encode().as_bytes())
+                        }
+                    }
                 }
             }
+            None => match cloudtrail::not_a_record(document) {
+                None => cloudtrail::append(rows, document, 0, ctx, &mut scratch),
+                Some(reason) => rejects.push(None, reason, &raw_head),
+            },
         }
-        None => match cloudtrail::not_a_record(&document) {
-            None => cloudtrail::append(rows, &mut document, 0, ctx),
-            Some(reason) => rejects.push(None, reason, &raw_head),
-        },
+        false
+    });
+    match parsed {
+        Ok(digest) => out.digest = digest,
+        Err(e) => rejects.push(None, &format!("invalid JSON document: {e}"), &raw_head),
     }
 }
 
@@ -329,6 +339,24 @@ fn for_each_line<F>(content: &mut [u8], limits: DecodeLimits, rejects: &mut Reje
 where
     F: FnMut(&mut BorrowedValue<'_>, i64, &mut Rejects<'_>, &[u8]),
 {
+    for_each_raw_line(content, limits, rejects, |line, number, rejects, raw| {
+        match simd_json::to_borrowed_value(line) {
+            Ok(mut value) => row(&mut value, number, rejects, raw),
+            Err(e) => rejects.push(Some(number), &format!("invalid JSON: {e}"), raw),
+        }
+    });
+}
+
+/// Calls `line` for each non-blank line within the line limit, with the line (to parse in
+/// place), its 1-based number and a copy of its original bytes; rejects the longer ones.
+fn for_each_raw_line<F>(
+    content: &mut [u8],
+    limits: DecodeLimits,
+    rejects: &mut Rejects<'_>,
+    mut line_fn: F,
+) where
+    F: FnMut(&mut [u8], i64, &mut Rejects<'_>, &[u8]),
+{
     let mut scratch: Vec<u8> = Vec::new();
     for (number, line) in content.split_mut(|&b| b == b'\n').enumerate() {
         let number = number as i64 + 1;
@@ -348,10 +376,7 @@ where
         // simd-json parses in place; keep the original bytes for a possible reject.
         scratch.clear();
         scratch.extend_from_slice(line);
-        match simd_json::to_borrowed_value(line) {
-            Ok(mut value) => row(&mut value, number, rejects, &scratch),
-            Err(e) => rejects.push(Some(number), &format!("invalid JSON: {e}"), &scratch),
-        }
+        line_fn(line, number, rejects, &scratch);
     }
 }
 

@@ -1,0 +1,199 @@
+//! Lenient accessors over simd-json's tape, the parse form that builds no value tree.
+//!
+//! The same leniency as [`super::json`] (numbers where strings belong, `"True"` for `true`), for
+//! decoders that read each record straight from the tape into Arrow builders. Parsing reuses
+//! one set of simd-json buffers per thread, so a record costs no allocation for the parse itself.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::io::Write as _;
+
+use simd_json::prelude::*;
+use simd_json::tape::Value;
+use simd_json::{Buffers, Tape, ValueType};
+
+thread_local! {
+    static PARSER: RefCell<Parser> = RefCell::new(Parser {
+        buffers: Buffers::default(),
+        tape: Some(Tape::null().reset()),
+    });
+}
+
+struct Parser {
+    buffers: Buffers,
+    /// Kept between parses for its allocation; always empty here.
+    tape: Option<Tape<'static>>,
+}
+
+/// Parses `input` (in place, as simd-json does) and calls `f` with the document's root.
+pub fn with_parsed<R>(
+    input: &mut [u8],
+    f: impl FnOnce(Value<'_, '_>) -> R,
+) -> Result<R, simd_json::Error> {
+    PARSER.with(|cell| {
+        let mut parser = cell.borrow_mut();
+        let mut tape = parser.tape.take().unwrap_or_else(Tape::null).reset();
+        let parsed = simd_json::fill_tape(input, &mut parser.buffers, &mut tape);
+        // Release the borrow of the thread's parser while `f` runs: it may parse again.
+        drop(parser);
+        let result = parsed.map(|()| f(tape.as_value()));
+        let emptied = tape.reset();
+        cell.borrow_mut().tape = Some(emptied);
+        result
+    })
+}
+
+/// `value[key]`, or `None` when `value` is not an object or lacks the key.
+pub fn get<'t, 'i>(value: Option<Value<'t, 'i>>, key: &str) -> Option<Value<'t, 'i>> {
+    value?.get(key)
+}
+
+/// A scalar as text: strings as they are, integral floats without `.0`, other numbers and
+/// booleans in their JSON spelling. Null, objects and arrays give `None`.
+pub fn text<'i>(value: Option<Value<'_, 'i>>) -> Option<Cow<'i, str>> {
+    let value = value?;
+    if let Some(s) = value.into_string() {
+        return Some(Cow::Borrowed(s));
+    }
+    match value.value_type() {
+        ValueType::I64 => value.as_i64().map(|n| Cow::Owned(n.to_string())),
+        ValueType::U64 => value.as_u64().map(|n| Cow::Owned(n.to_string())),
+        ValueType::F64 => value.as_f64().map(|f| {
+            if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                Cow::Owned(format!("{}", f as i64))
+            } else {
+                Cow::Owned(f.to_string())
+            }
+        }),
+        ValueType::Bool => value
+            .as_bool()
+            .map(|b| Cow::Borrowed(if b { "true" } else { "false" })),
+        _ => None,
+    }
+}
+
+/// A boolean from `true`/`false` or their spelling as text in any case.
+pub fn boolean(value: Option<Value<'_, '_>>) -> Option<bool> {
+    let value = value?;
+    if let Some(b) = value.as_bool() {
+        return Some(b);
+    }
+    let s = value.as_str()?;
+    if s.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if s.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Writes `value` as compact JSON into `out` (cleared first); `false` for a missing value or
+/// JSON `null`, when nothing is written.
+pub fn write_json(value: Option<Value<'_, '_>>, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    match value {
+        None => false,
+        Some(v) if v.is_null() => false,
+        Some(v) => v.write(out).is_ok(),
+    }
+}
+
+/// Writes a JSON object made of `entries` into `out` (cleared first); `false` when there are none.
+pub fn write_object<'t, 'i>(
+    entries: impl IntoIterator<Item = (&'i str, Value<'t, 'i>)>,
+    out: &mut Vec<u8>,
+) -> bool
+where
+    'i: 't,
+{
+    out.clear();
+    out.push(b'{');
+    let mut any = false;
+    for (key, value) in entries {
+        if any {
+            out.push(b',');
+        }
+        any = true;
+        write_key(key, out);
+        // Writing into a Vec cannot fail.
+        let _ = value.write(out);
+    }
+    out.push(b'}');
+    if !any {
+        out.clear();
+    }
+    any
+}
+
+/// Writes `"key":`, with JSON escaping.
+pub fn write_key(key: &str, out: &mut Vec<u8>) {
+    if key
+        .bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
+    {
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+    } else {
+        let _ = serde_json::to_writer(&mut *out, key);
+        let _ = out.write_all(b":");
+    }
+}
+
+/// The bytes as text; JSON written by simd-json from parsed input is always UTF-8.
+pub fn utf8(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accessors_read_what_logs_write() {
+        let mut input =
+            br#"{"a":"x","n":12.0,"f":1.5,"b":"True","o":{"k":[1,null]},"z":null}"#.to_vec();
+        with_parsed(&mut input, |root| {
+            let r = Some(root);
+            assert_eq!(text(get(r, "a")).as_deref(), Some("x"));
+            assert_eq!(text(get(r, "n")).as_deref(), Some("12"));
+            assert_eq!(text(get(r, "f")).as_deref(), Some("1.5"));
+            assert_eq!(boolean(get(r, "b")), Some(true));
+            assert_eq!(text(get(r, "o")), None);
+            let mut out = Vec::new();
+            assert!(write_json(get(r, "o"), &mut out));
+            assert_eq!(utf8(&out), Some(r#"{"k":[1,null]}"#));
+            assert!(!write_json(get(r, "z"), &mut out));
+            assert!(!write_json(get(r, "missing"), &mut out));
+            let entries = root
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, _)| *k == "a" || *k == "o")
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            assert!(write_object(entries, &mut out));
+            assert_eq!(utf8(&out), Some(r#"{"a":"x","o":{"k":[1,null]}}"#));
+        })
+        .expect("parse");
+    }
+
+    #[test]
+    fn a_nested_parse_inside_the_callback_works() {
+        let mut outer = br#"{"a":1}"#.to_vec();
+        let mut inner = br#"[2]"#.to_vec();
+        let n = with_parsed(&mut outer, |_| {
+            with_parsed(&mut inner, |v| v.get_idx(0).and_then(|x| x.as_i64())).expect("inner")
+        })
+        .expect("outer");
+        assert_eq!(n, Some(2));
+    }
+
+    #[test]
+    fn invalid_json_is_an_error() {
+        let mut input = b"{\"a\":".to_vec();
+        assert!(with_parsed(&mut input, |_| ()).is_err());
+    }
+}
