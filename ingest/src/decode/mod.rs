@@ -154,7 +154,46 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
 
 /// The decompressed bytes, and the error that cut the stream short, if any. What was inflated
 /// before an error is kept so that whole lines before a truncation still count.
+///
+/// A whole single-member stream (what CloudTrail and Atlas write) is inflated in one call by
+/// libdeflate into a buffer of the size its trailer announces; anything else (several members,
+/// a truncated or corrupt stream, a size over the limit) takes the streaming path.
 fn gunzip(bytes: &[u8], limit: usize) -> (Vec<u8>, Option<String>) {
+    if let Some(content) = gunzip_single_member(bytes, limit) {
+        return (content, None);
+    }
+    gunzip_streaming(bytes, limit)
+}
+
+thread_local! {
+    static INFLATER: std::cell::RefCell<libdeflater::Decompressor> =
+        std::cell::RefCell::new(libdeflater::Decompressor::new());
+}
+
+/// Inflates a single-member stream: one whose bytes after the header hold no second member's
+/// magic (`1f 8b 08`) and whose trailer matches what it inflates to. `None` for anything else,
+/// including the rare single member whose compressed bytes happen to contain the magic.
+fn gunzip_single_member(bytes: &[u8], limit: usize) -> Option<Vec<u8>> {
+    // libdeflate stops after the first member and ignores what follows it.
+    if memchr::memmem::find(bytes.get(10..)?, &[0x1f, 0x8b, 0x08]).is_some() {
+        return None;
+    }
+    let trailer = bytes.len().checked_sub(8).map(|at| &bytes[at..])?;
+    let crc = u32::from_le_bytes(trailer[..4].try_into().ok()?);
+    let size = u32::from_le_bytes(trailer[4..].try_into().ok()?) as usize;
+    // The size field is modulo 4 GiB; a stream that inflates past it fails here and streams.
+    // Deflate cannot inflate beyond ~1032:1; a larger claim is not worth allocating for.
+    if size > limit || size > bytes.len().saturating_mul(1032) {
+        return None;
+    }
+    let mut out = vec![0; size];
+    let inflated = INFLATER
+        .with(|d| d.borrow_mut().gzip_decompress(bytes, &mut out))
+        .ok()?;
+    (inflated == size && crc32fast::hash(&out) == crc).then_some(out)
+}
+
+fn gunzip_streaming(bytes: &[u8], limit: usize) -> (Vec<u8>, Option<String>) {
     let mut out = Vec::with_capacity(bytes.len().saturating_mul(8).min(limit));
     let decoder = flate2::read::MultiGzDecoder::new(bytes);
     let mut bounded = decoder.take(limit as u64 + 1);

@@ -217,6 +217,27 @@ fn gzip_is_detected_by_magic_bytes_and_a_truncation_keeps_whole_lines() {
 }
 
 #[test]
+fn every_member_of_a_multi_member_gzip_is_read() {
+    let line = |n: usize| {
+        format!(
+            r#"{{"atype":"logout","ts":{{"$date":"2026-11-01T00:00:00.000+00:00"}},"param":{{"n":{n}}},"result":0}}"#
+        )
+    };
+    let first: String = (0..300).map(|n| line(n) + "\n").collect();
+    let second: String = (300..400).map(|n| line(n) + "\n").collect();
+    let mut packed = gzip(first.as_bytes());
+    packed.extend(gzip(second.as_bytes()));
+    assert_eq!(
+        decode(Format::MongoAudit, &packed).row_counts(),
+        (0, 400, 0)
+    );
+    // Two members of the same size and content: both are read, not only the first.
+    let mut twice = gzip(second.as_bytes());
+    twice.extend(gzip(second.as_bytes()));
+    assert_eq!(decode(Format::MongoAudit, &twice).row_counts(), (0, 200, 0));
+}
+
+#[test]
 fn long_rejected_input_is_truncated_and_marked() {
     let long = format!("not json {}\n", "x".repeat(schema::REJECTED_RAW_LIMIT * 2));
     let decoded = decode(Format::MongoAudit, long.as_bytes());
