@@ -21,6 +21,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use serde::{Deserialize, Serialize};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+/// Bytes of redb page cache.
+const LEDGER_CACHE_BYTES: usize = 64 << 20;
+
 const EVENT_IDS: TableDefinition<&str, &str> = TableDefinition::new("cloudtrail_event_ids");
 /// Source positions (listing and log-stream cursors): name → opaque bytes owned by the source.
 const CURSORS: TableDefinition<&str, &[u8]> = TableDefinition::new("source_cursors");
@@ -97,10 +100,15 @@ pub struct Ledger {
 impl Ledger {
     /// Opens (or creates) the ledger file.
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
-        let db = Database::create(path).map_err(|e| LedgerError::Open {
-            path: path.display().to_string(),
-            source: e.into(),
-        })?;
+        // redb's page cache defaults to 1 GiB; the ledger is mostly appended to, so a small
+        // cache keeps the process's memory bounded whatever the lake's size.
+        let db = redb::Builder::new()
+            .set_cache_size(LEDGER_CACHE_BYTES)
+            .create(path)
+            .map_err(|e| LedgerError::Open {
+                path: path.display().to_string(),
+                source: e.into(),
+            })?;
         let tx = db
             .begin_write()
             .map_err(|e| store("creating tables")(e.into()))?;

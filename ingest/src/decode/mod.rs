@@ -8,7 +8,6 @@
 
 pub mod cloudtrail;
 pub mod columns;
-pub mod json;
 pub mod mongodb;
 pub mod tape;
 pub mod time;
@@ -16,7 +15,6 @@ pub mod time;
 use std::io::Read;
 
 use arrow::record_batch::RecordBatch;
-use simd_json::BorrowedValue;
 use simd_json::prelude::*;
 
 use auditlake_schema as schema;
@@ -264,15 +262,26 @@ pub fn decode_object(
         Format::CloudTrail => {
             decode_cloudtrail(&mut content, ctx, limits, &mut rows, &mut rejects, &mut out)
         }
-        Format::MongoAudit => for_each_line(
-            &mut content,
-            limits,
-            &mut rejects,
-            |value, index, rejects, raw| match mongodb::classify(value) {
-                Ok(audit_schema) => mongodb::append(&mut rows, value, audit_schema, index, ctx),
-                Err(reason) => rejects.push(Some(index), reason, raw),
-            },
-        ),
+        Format::MongoAudit => {
+            let mut scratch = Vec::new();
+            for_each_raw_line(
+                &mut content,
+                limits,
+                &mut rejects,
+                |line, index, rejects, raw| {
+                    let parsed = tape::with_parsed(line, |message| {
+                        let audit_schema = mongodb::classify(message)?;
+                        mongodb::append(&mut rows, message, audit_schema, index, ctx, &mut scratch);
+                        Ok(())
+                    });
+                    match parsed {
+                        Ok(Ok(())) => {}
+                        Ok(Err(reason)) => rejects.push(Some(index), reason, raw),
+                        Err(e) => rejects.push(Some(index), &format!("invalid JSON: {e}"), raw),
+                    }
+                },
+            );
+        }
     }
 
     let finish =
@@ -369,21 +378,7 @@ fn looks_line_delimited(content: &[u8]) -> bool {
         return false;
     }
     let mut probe = first.to_vec();
-    simd_json::to_borrowed_value(&mut probe).is_ok()
-}
-
-/// Calls `row` for each line that parses as JSON (with its 1-based line number and raw bytes);
-/// rejects the lines that do not, and those over the line limit. Blank lines are skipped.
-fn for_each_line<F>(content: &mut [u8], limits: DecodeLimits, rejects: &mut Rejects<'_>, mut row: F)
-where
-    F: FnMut(&mut BorrowedValue<'_>, i64, &mut Rejects<'_>, &[u8]),
-{
-    for_each_raw_line(content, limits, rejects, |line, number, rejects, raw| {
-        match simd_json::to_borrowed_value(line) {
-            Ok(mut value) => row(&mut value, number, rejects, raw),
-            Err(e) => rejects.push(Some(number), &format!("invalid JSON: {e}"), raw),
-        }
-    });
+    tape::with_parsed(&mut probe, |_| ()).is_ok()
 }
 
 /// Calls `line` for each non-blank line within the line limit, with the line (to parse in

@@ -2,7 +2,7 @@
 //!
 //! Two schemas land in the one table: the classic `mongo` schema (`atype`, `ts`, `users`, `param`,
 //! ...) and MongoDB 8's OCSF schema (`class_uid`, `time`, `actor`, `src_endpoint`, ...); the
-//! `audit_schema` column says which. Extended JSON is read where MongoDB writes it (`$date`,
+//! `audit_schema` column says which. Each message is read straight from simd-json's tape. Extended JSON is read where MongoDB writes it (`$date`,
 //! `$numberLong`, `$binary`). Where an IP address belongs but the text is not one, the typed
 //! `*_ip` column stays null and `*_ip_text` keeps the text. Unknown top-level fields go to
 //! `unmapped`.
@@ -11,14 +11,14 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use base64::Engine as _;
-use simd_json::BorrowedValue;
 use simd_json::prelude::*;
+use simd_json::tape::Value;
 
 use auditlake_schema as schema;
 
 use super::ObjectContext;
 use super::columns::{TableBuilder, table_columns};
-use super::json::{boolean, get, integer, json_text, path, text};
+use super::tape::{boolean, get, integer, path, text, utf8, write_json, write_object};
 use super::time::{from_epoch_millis, parse_text};
 
 table_columns! {
@@ -64,13 +64,13 @@ pub enum AuditSchema {
 }
 
 /// The schema of a message, or why it is not an audit message.
-pub fn classify(message: &BorrowedValue<'_>) -> Result<AuditSchema, &'static str> {
-    let object = message
-        .as_object()
-        .ok_or("a MongoDB audit message must be a JSON object")?;
-    if object.contains_key("atype") {
+pub fn classify(message: Value<'_, '_>) -> Result<AuditSchema, &'static str> {
+    if message.as_object().is_none() {
+        return Err("a MongoDB audit message must be a JSON object");
+    }
+    if message.contains_key("atype") {
         Ok(AuditSchema::Mongo)
-    } else if object.contains_key("class_uid") || object.contains_key("type_uid") {
+    } else if message.contains_key("class_uid") || message.contains_key("type_uid") {
         Ok(AuditSchema::Ocsf)
     } else {
         Err("not a MongoDB audit message: no atype (mongo schema) or class_uid (OCSF schema)")
@@ -79,21 +79,24 @@ pub fn classify(message: &BorrowedValue<'_>) -> Result<AuditSchema, &'static str
 
 /// An endpoint as the typed IP, the text as written, the port and the system-user flag.
 #[derive(Debug, Default)]
-struct Endpoint<'v> {
-    ip: Option<String>,
-    text: Option<Cow<'v, str>>,
+struct Endpoint<'i> {
+    ip: Option<Cow<'i, str>>,
+    text: Option<Cow<'i, str>>,
     port: Option<i32>,
     system_user: Option<bool>,
 }
 
-fn endpoint<'v>(value: Option<&'v BorrowedValue<'_>>) -> Endpoint<'v> {
+fn endpoint<'i>(value: Option<Value<'_, 'i>>) -> Endpoint<'i> {
     let text_ip = text(get(value, "ip"));
     let unix = text(get(value, "unix")).map(|path| Cow::Owned(format!("unix:{path}")));
+    // An IPv4 address that parses is already in canonical form; IPv6 is rewritten canonically.
+    let ip = text_ip.as_ref().and_then(|t| match t.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => Some(t.clone()),
+        Ok(ip) => Some(Cow::Owned(ip.to_string())),
+        Err(_) => None,
+    });
     Endpoint {
-        ip: text_ip
-            .as_deref()
-            .and_then(|t| t.parse::<IpAddr>().ok())
-            .map(|ip| ip.to_string()),
+        ip,
         text: text_ip.or(unix),
         port: integer(get(value, "port")).and_then(|p| i32::try_from(p).ok()),
         system_user: boolean(get(value, "isSystemUser")),
@@ -101,7 +104,7 @@ fn endpoint<'v>(value: Option<&'v BorrowedValue<'_>>) -> Endpoint<'v> {
 }
 
 /// `name@db` for each `{<name_key>: .., db: ..}` in a list.
-fn qualified_names(list: Option<&BorrowedValue<'_>>, name_key: &str) -> Vec<String> {
+fn qualified_names(list: Option<Value<'_, '_>>, name_key: &str) -> Vec<String> {
     list.and_then(|l| l.as_array())
         .map(|items| {
             items
@@ -120,7 +123,7 @@ fn qualified_names(list: Option<&BorrowedValue<'_>>, name_key: &str) -> Vec<Stri
 
 /// The connection UUID from legacy `{$binary, $type}`, canonical `{$binary:{base64, subType}}`,
 /// `{$uuid}`, or plain text.
-fn connection_uuid(value: Option<&BorrowedValue<'_>>) -> Option<String> {
+fn connection_uuid(value: Option<Value<'_, '_>>) -> Option<String> {
     let value = value?;
     if let Some(s) = value.as_str() {
         return Some(s.to_owned());
@@ -141,35 +144,37 @@ fn connection_uuid(value: Option<&BorrowedValue<'_>>) -> Option<String> {
 
 /// `ts` as MongoDB writes it: `{$date: "<ISO-8601>"}`, `{$date: {$numberLong: "<ms>"}}`,
 /// `{$date: <ms>}`, or a bare string.
-fn mongo_ts(value: Option<&BorrowedValue<'_>>, notes: &mut Vec<String>) -> Option<i64> {
+fn mongo_ts(value: Option<Value<'_, '_>>, notes: &mut Vec<String>) -> Option<i64> {
     let date = get(value, "$date").or(value);
     let millis = get(date, "$numberLong").or(date);
-    match millis {
-        Some(BorrowedValue::String(s)) if get(date, "$numberLong").is_some() => {
+    match millis.and_then(|m| m.into_string()) {
+        Some(s) if get(date, "$numberLong").is_some() => {
             s.parse::<i64>().ok().and_then(from_epoch_millis)
         }
-        Some(BorrowedValue::String(s)) => {
+        Some(s) => {
             let t = parse_text("ts", s);
             notes.extend(t.note);
             t.micros
         }
-        Some(v) => match integer(Some(v)) {
-            Some(ms) => from_epoch_millis(ms),
+        None => match millis {
+            Some(v) => match integer(Some(v)) {
+                Some(ms) => from_epoch_millis(ms),
+                None => {
+                    notes.push("ts missing or not a time; left null".to_owned());
+                    None
+                }
+            },
             None => {
-                notes.push("ts missing or not a time; left null".to_owned());
+                notes.push("ts missing; left null".to_owned());
                 None
             }
         },
-        None => {
-            notes.push("ts missing; left null".to_owned());
-            None
-        }
     }
 }
 
-fn client_app(param: Option<&BorrowedValue<'_>>) -> (Option<String>, Option<String>) {
+fn client_app<'i>(param: Option<Value<'_, 'i>>) -> (Option<Cow<'i, str>>, Option<String>) {
     let metadata = get(param, "clientMetadata");
-    let app = text(get(get(metadata, "application"), "name")).map(Cow::into_owned);
+    let app = text(get(get(metadata, "application"), "name"));
     let driver = get(metadata, "driver");
     let driver = match (text(get(driver, "name")), text(get(driver, "version"))) {
         (Some(name), Some(version)) => Some(format!("{name} {version}")),
@@ -179,28 +184,27 @@ fn client_app(param: Option<&BorrowedValue<'_>>) -> (Option<String>, Option<Stri
     (app, driver)
 }
 
-fn unmapped_fields(message: &BorrowedValue<'_>, known: &[&str]) -> Option<String> {
-    let object = message.as_object()?;
-    let mut rest = simd_json::borrowed::Object::default();
-    for (key, value) in object.iter() {
-        if !known.contains(&key.as_ref()) {
-            rest.insert(key.clone(), value.clone());
-        }
+/// Writes the top-level fields not in `known` as a JSON object into `out`; `false` if none.
+fn unmapped_fields(message: Value<'_, '_>, known: &[&str], out: &mut Vec<u8>) -> bool {
+    match message.as_object() {
+        Some(object) => write_object(object.iter().filter(|(k, _)| !known.contains(k)), out),
+        None => false,
     }
-    (!rest.is_empty()).then(|| BorrowedValue::Object(Box::new(rest)).encode())
 }
 
-/// Appends one audit message (classified with [`classify`] first) as a row.
+/// Appends one audit message (classified with [`classify`] first) as a row; `scratch` is
+/// reused for the JSON text columns.
 pub fn append(
     rows: &mut TableBuilder,
-    message: &BorrowedValue<'_>,
+    message: Value<'_, '_>,
     schema: AuditSchema,
     index: i64,
     ctx: &ObjectContext<'_>,
+    scratch: &mut Vec<u8>,
 ) {
     match schema {
-        AuditSchema::Mongo => append_mongo(rows, message),
-        AuditSchema::Ocsf => append_ocsf(rows, message),
+        AuditSchema::Mongo => append_mongo(rows, message, scratch),
+        AuditSchema::Ocsf => append_ocsf(rows, message, scratch),
     }
     if let Some(atlas) = &ctx.atlas {
         rows.str(Col::project, atlas.project.as_deref());
@@ -223,8 +227,8 @@ fn set_endpoints(rows: &mut TableBuilder, remote: &Endpoint<'_>, local: &Endpoin
     rows.i32(Col::local_port, local.port);
 }
 
-fn append_mongo(rows: &mut TableBuilder, m: &BorrowedValue<'_>) {
-    let m = Some(m);
+fn append_mongo(rows: &mut TableBuilder, message: Value<'_, '_>, scratch: &mut Vec<u8>) {
+    let m = Some(message);
     let mut notes = Vec::new();
     let ts = mongo_ts(get(m, "ts"), &mut notes);
     let atype = text(get(m, "atype"));
@@ -233,7 +237,7 @@ fn append_mongo(rows: &mut TableBuilder, m: &BorrowedValue<'_>) {
     let roles = qualified_names(get(m, "roles"), "role");
     let first_user = get(m, "users")
         .and_then(|u| u.as_array())
-        .and_then(|u| u.first());
+        .and_then(|u| u.get(0));
     // A failed authenticate has no `users`: the user it tried is in `param`.
     let (user, user_db) = match first_user {
         Some(u) => (text(get(Some(u), "user")), text(get(Some(u), "db"))),
@@ -266,19 +270,20 @@ fn append_mongo(rows: &mut TableBuilder, m: &BorrowedValue<'_>) {
     rows.str(Col::conn_uuid, connection_uuid(get(m, "uuid")).as_deref());
     rows.str(Col::ns, ns.as_deref());
     rows.str(Col::command, text(get(param, "command")).as_deref());
-    rows.str(Col::param, json_text(param).as_deref());
+    if write_json(param, scratch) {
+        rows.str(Col::param, utf8(scratch));
+    }
     rows.str(Col::app_name, app.as_deref());
     rows.str(Col::driver, driver.as_deref());
     rows.str(Col::audit_schema, Some("mongo"));
-    rows.str(
-        Col::unmapped,
-        m.and_then(|m| unmapped_fields(m, MONGO_FIELDS)).as_deref(),
-    );
+    if unmapped_fields(message, MONGO_FIELDS, scratch) {
+        rows.str(Col::unmapped, utf8(scratch));
+    }
     let note = (!notes.is_empty()).then(|| notes.join("; "));
     rows.str(Col::decode_note, note.as_deref());
 }
 
-fn append_ocsf(rows: &mut TableBuilder, m: &BorrowedValue<'_>) {
+fn append_ocsf(rows: &mut TableBuilder, m: Value<'_, '_>, scratch: &mut Vec<u8>) {
     let mut notes = Vec::new();
     let ts = match integer(path(m, &["time"])) {
         Some(ms) => from_epoch_millis(ms),
@@ -322,11 +327,15 @@ fn append_ocsf(rows: &mut TableBuilder, m: &BorrowedValue<'_>) {
     set_endpoints(rows, &remote, &local);
     rows.str(Col::ns, text(get(param, "ns")).as_deref());
     rows.str(Col::command, text(get(param, "command")).as_deref());
-    rows.str(Col::param, json_text(param).as_deref());
+    if write_json(param, scratch) {
+        rows.str(Col::param, utf8(scratch));
+    }
     rows.str(Col::app_name, app.as_deref());
     rows.str(Col::driver, driver.as_deref());
     rows.str(Col::audit_schema, Some("ocsf"));
-    rows.str(Col::unmapped, unmapped_fields(m, OCSF_FIELDS).as_deref());
+    if unmapped_fields(m, OCSF_FIELDS, scratch) {
+        rows.str(Col::unmapped, utf8(scratch));
+    }
     let note = (!notes.is_empty()).then(|| notes.join("; "));
     rows.str(Col::decode_note, note.as_deref());
 }

@@ -1,7 +1,9 @@
 //! Lenient accessors over simd-json's tape, the parse form that builds no value tree.
 //!
-//! The same leniency as [`super::json`] (numbers where strings belong, `"True"` for `true`), for
-//! decoders that read each record straight from the tape into Arrow builders. Parsing reuses
+//! Real logs put numbers where strings belong (account ids as floats), booleans as `"True"`, and
+//! `null` where an object is usual. These accessors turn what is there into the column's type
+//! when the meaning is unambiguous, and return `None` otherwise; they never fail. Decoders read
+//! each record straight from the tape into Arrow builders. Parsing reuses
 //! one set of simd-json buffers per thread, so a record costs no allocation for the parse itself.
 
 use std::borrow::Cow;
@@ -46,6 +48,26 @@ pub fn with_parsed<R>(
 /// `value[key]`, or `None` when `value` is not an object or lacks the key.
 pub fn get<'t, 'i>(value: Option<Value<'t, 'i>>, key: &str) -> Option<Value<'t, 'i>> {
     value?.get(key)
+}
+
+/// Follows a path of keys.
+pub fn path<'t, 'i>(value: Value<'t, 'i>, keys: &[&str]) -> Option<Value<'t, 'i>> {
+    keys.iter().try_fold(value, |v, key| v.get(*key))
+}
+
+/// An integer from a JSON integer, an integral float, or digits as text.
+pub fn integer(value: Option<Value<'_, '_>>) -> Option<i64> {
+    let value = value?;
+    match value.value_type() {
+        ValueType::I64 => value.as_i64(),
+        ValueType::U64 => value.as_u64().and_then(|n| i64::try_from(n).ok()),
+        ValueType::F64 => value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+            .map(|f| f as i64),
+        ValueType::String => value.as_str().and_then(|s| s.trim().parse().ok()),
+        _ => None,
+    }
 }
 
 /// A scalar as text: strings as they are, integral floats without `.0`, other numbers and

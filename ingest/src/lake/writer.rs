@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 
-use arrow::array::{Array, TimestampMicrosecondArray, UInt32Array};
+use arrow::array::{Array, TimestampMicrosecondArray};
 use arrow::compute::{SortOptions, sort_to_indices, take_record_batch};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -15,6 +15,24 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use auditlake_query::LakeRoot;
 use auditlake_schema::{self as schema, Partition};
 use object_store::ObjectStoreExt;
+
+/// Columns whose values are (nearly) unique per row: no dictionary encoding.
+const NEARLY_UNIQUE_COLUMNS: [&str; 14] = [
+    "event_time",
+    "event_id",
+    "request_id",
+    "shared_event_id",
+    "assumed_access_key_id",
+    "user_identity",
+    "request_parameters",
+    "response_elements",
+    "additional_event_data",
+    "resources",
+    "tls_details",
+    "source_index",
+    "ts",
+    "param",
+];
 
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -115,38 +133,67 @@ impl LakeWriter {
             source,
         };
 
-        let mut partitions: BTreeMap<Partition, Vec<u32>> = BTreeMap::new();
-        for row in 0..times.len() {
-            let micros = if times.is_null(row) {
+        // One sort by time (rows without one first, as the fallback partition's) and one copy;
+        // each partition is then a contiguous slice of the sorted rows.
+        let order = sort_to_indices(
+            times,
+            Some(SortOptions {
+                descending: false,
+                nulls_first: true,
+            }),
+            None,
+        )
+        .map_err(arrow_err)?;
+        let sorted = take_record_batch(batch, &order).map_err(arrow_err)?;
+        let sorted_times = sorted
+            .column_by_name(column)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+            .ok_or_else(|| WriteError::NoTimeColumn {
+                table: table.to_owned(),
+                column: column.to_owned(),
+            })?;
+        let time_index = sorted.schema().index_of(column).map_err(arrow_err)?;
+        let micros_of = |row: usize| {
+            if sorted_times.is_null(row) {
                 fallback_micros
             } else {
-                times.value(row)
-            };
+                sorted_times.value(row)
+            }
+        };
+        const HOUR_MICROS: i64 = 3_600_000_000;
+        // Rows without a time land in the fallback partition, which may also hold timed rows.
+        let mut partitions: BTreeMap<Partition, Vec<(usize, usize)>> = BTreeMap::new();
+        let mut start = 0;
+        while start < sorted.num_rows() {
+            let micros = micros_of(start);
+            let hour = micros.div_euclid(HOUR_MICROS);
+            let mut end = start + 1;
+            while end < sorted.num_rows() && micros_of(end).div_euclid(HOUR_MICROS) == hour {
+                end += 1;
+            }
             partitions
                 .entry(Partition::of_micros(micros))
                 .or_default()
-                .push(row as u32);
+                .push((start, end - start));
+            start = end;
         }
 
         let mut written = Vec::with_capacity(partitions.len());
-        for (partition, rows) in partitions {
-            let part = take_record_batch(batch, &UInt32Array::from(rows)).map_err(arrow_err)?;
-            let time_index = part.schema().index_of(column).map_err(arrow_err)?;
-            let order = sort_to_indices(
-                part.column(time_index),
-                Some(SortOptions {
-                    descending: false,
-                    nulls_first: true,
-                }),
-                None,
-            )
-            .map_err(arrow_err)?;
-            let sorted = take_record_batch(&part, &order).map_err(arrow_err)?;
+        for (partition, ranges) in partitions {
+            let part = if let [(offset, length)] = ranges[..] {
+                sorted.slice(offset, length)
+            } else {
+                let slices: Vec<RecordBatch> = ranges
+                    .iter()
+                    .map(|&(offset, length)| sorted.slice(offset, length))
+                    .collect();
+                arrow::compute::concat_batches(&sorted.schema(), &slices).map_err(arrow_err)?
+            };
             let relative = format!("{table}/{}/{stem}.parquet", partition.path());
-            self.write_file(&relative, &sorted, time_index)?;
+            self.write_file(&relative, &part, time_index)?;
             written.push(WrittenFile {
                 relative_path: relative,
-                rows: sorted.num_rows(),
+                rows: part.num_rows(),
             });
         }
         Ok(written)
@@ -235,6 +282,13 @@ fn properties(batch: &RecordBatch, time_index: usize) -> WriterProperties {
             descending: false,
             nulls_first: true,
         }]));
+    // A dictionary pays off for repeated values (sources, names, principals, addresses); for
+    // columns nearly unique per row it is built, overflows and is thrown away for every page.
+    for column in NEARLY_UNIQUE_COLUMNS {
+        if batch.schema().column_with_name(column).is_some() {
+            builder = builder.set_column_dictionary_enabled(column.into(), false);
+        }
+    }
     // Point look-ups by id otherwise scan every row group.
     for id_column in ["event_id", "conn_uuid"] {
         if batch.schema().column_with_name(id_column).is_some() {
