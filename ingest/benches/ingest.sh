@@ -24,12 +24,23 @@ BIN="$CARGO_TARGET_DIR/release/auditlake"
 source ingest/benches/venv.sh
 bench_venv
 
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+# AUDITLAKE_BENCH_DIR keeps the generated data between runs (lakes and outputs are redone).
+if [ -n "${AUDITLAKE_BENCH_DIR:-}" ]; then
+  WORK="$AUDITLAKE_BENCH_DIR/ingest-$CT-$AUDIT"
+  mkdir -p "$WORK"
+  rm -rf "$WORK/lake-ct" "$WORK/lake-audit" "$WORK/duckdb-in" "$WORK"/*.parquet "$WORK/results"
+else
+  WORK=$(mktemp -d)
+  trap 'rm -rf "$WORK"' EXIT
+fi
 
-echo "generating $CT CloudTrail records and $AUDIT audit lines..."
-"$BIN" sample generate --out "$WORK/data" --cloudtrail-records "$CT" --audit-lines "$AUDIT" > "$WORK/manifest.json"
-rm "$WORK/data/MANIFEST.json"
+if [ ! -f "$WORK/manifest.json" ]; then
+  echo "generating $CT CloudTrail records and $AUDIT audit lines..."
+  rm -rf "$WORK/data"
+  "$BIN" sample generate --out "$WORK/data" --cloudtrail-records "$CT" --audit-lines "$AUDIT" > "$WORK/manifest.tmp"
+  rm "$WORK/data/MANIFEST.json"
+  mv "$WORK/manifest.tmp" "$WORK/manifest.json"
+fi
 
 # The same files for DuckDB, gzip ones linked under a `.gz` name.
 mkdir -p "$WORK/duckdb-in"
