@@ -1,7 +1,8 @@
 //! What has been ingested: the checkpoint that makes ingestion exactly-once.
 //!
 //! One redb database holds `objects` (source URI → the version ingested and what it produced),
-//! `cloudtrail_event_ids` (event id → the URI of the object whose row holds it) and
+//! `cloudtrail_event_claims` (an event's claim key, its event hour then its id, → a hash of the
+//! URI of the object whose row holds it; see [`claim_key`]) and
 //! `source_cursors` (listing and log-stream positions, see `EXACTLY_ONCE.md`), next to the
 //! detector's outbox tables.
 //! The pipeline writes an object's Parquet files first and only then calls [`Ledger::commit`],
@@ -17,14 +18,20 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 /// Bytes of redb page cache.
 const LEDGER_CACHE_BYTES: usize = 64 << 20;
 
-const EVENT_IDS: TableDefinition<&str, &str> = TableDefinition::new("cloudtrail_event_ids");
+/// Event claims: [`claim_key`] → [`owner_hash`] of the object holding the event.
+const EVENT_CLAIMS: TableDefinition<&str, u64> = TableDefinition::new("cloudtrail_event_claims");
+/// Claims of ledgers written before the hour prefix: event id → object URI. Read, never written.
+const LEGACY_EVENT_IDS: TableDefinition<&str, &str> = TableDefinition::new("cloudtrail_event_ids");
 /// Source positions (listing and log-stream cursors): name → opaque bytes owned by the source.
 const CURSORS: TableDefinition<&str, &[u8]> = TableDefinition::new("source_cursors");
 
@@ -93,8 +100,33 @@ fn store(action: &'static str) -> impl Fn(redb::Error) -> LedgerError {
 #[derive(Debug)]
 pub struct Ledger {
     db: Arc<Database>,
-    /// Event ids claimed by objects still in flight: id → object URI.
-    pending: Mutex<HashMap<String, String>>,
+    /// Claims of objects still in flight: claim key → owner hash.
+    pending: Mutex<HashMap<String, u64>>,
+    /// Whether claims written by an earlier version (by id alone) are to be consulted.
+    legacy_claims: bool,
+}
+
+/// The key an event is claimed under: its hour (hours since the Unix epoch, fixed width so keys
+/// sort by time; `None` for an event without a time) and its id. An object's events share a few
+/// hours, so its claims touch a few neighbouring pages of the table instead of pages all over
+/// it, which keeps each commit small however many events the lake holds.
+pub fn claim_key(hour: Option<i64>, id: &str) -> String {
+    match hour {
+        Some(hour) => format!("{hour:010}/{id}"),
+        None => format!("untimed/{id}"),
+    }
+}
+
+/// The event id of a claim key.
+fn claim_id(key: &str) -> &str {
+    key.split_once('/').map_or(key, |(_, id)| id)
+}
+
+/// A stable 64-bit digest of an object URI, stored as the owner of its claims.
+fn owner_hash(uri: &str) -> u64 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(uri.as_bytes());
+    u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
 }
 
 impl Ledger {
@@ -114,16 +146,28 @@ impl Ledger {
             .map_err(|e| store("creating tables")(e.into()))?;
         tx.open_table(OBJECTS)
             .map_err(|e| store("creating tables")(e.into()))?;
-        tx.open_table(EVENT_IDS)
+        tx.open_table(EVENT_CLAIMS)
             .map_err(|e| store("creating tables")(e.into()))?;
         tx.open_table(CURSORS)
             .map_err(|e| store("creating tables")(e.into()))?;
         auditlake_detect::outbox::create_tables(&tx).map_err(store("creating tables"))?;
         tx.commit()
             .map_err(|e| store("creating tables")(e.into()))?;
+        let read = db
+            .begin_read()
+            .map_err(|e| store("reading tables")(e.into()))?;
+        let legacy_claims = match read.open_table(LEGACY_EVENT_IDS) {
+            Ok(table) => !table
+                .is_empty()
+                .map_err(|e| store("reading tables")(e.into()))?,
+            Err(redb::TableError::TableDoesNotExist(_)) => false,
+            Err(e) => return Err(store("reading tables")(e.into())),
+        };
+        drop(read);
         Ok(Ledger {
             db: Arc::new(db),
             pending: Mutex::new(HashMap::new()),
+            legacy_claims,
         })
     }
 
@@ -161,38 +205,58 @@ impl Ledger {
         Ok(fresh)
     }
 
-    /// Decides, for each event id of object `uri` in order, whether this object keeps it
-    /// (`true`) or another object already holds it (`false`). A later duplicate within the same
-    /// object is also `false`. Rows without an id are always kept.
+    /// Decides, for each event of object `uri` in order (by its [`claim_key`]), whether this
+    /// object keeps it (`true`) or another object already holds it (`false`). A later duplicate
+    /// within the same object is also `false`. Rows without an id are always kept.
     pub fn claim_event_ids(
         &self,
         uri: &str,
-        ids: &[Option<&str>],
+        keys: &[Option<&str>],
     ) -> Result<Vec<bool>, LedgerError> {
         let action = "claiming event ids";
+        let owner = owner_hash(uri);
         let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
         let table = tx
-            .open_table(EVENT_IDS)
+            .open_table(EVENT_CLAIMS)
             .map_err(|e| store(action)(e.into()))?;
+        let legacy = if self.legacy_claims {
+            Some(
+                tx.open_table(LEGACY_EVENT_IDS)
+                    .map_err(|e| store(action)(e.into()))?,
+            )
+        } else {
+            None
+        };
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let mut seen_here: HashSet<&str> = HashSet::with_capacity(ids.len());
-        let mut keep = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Some(id) = *id else {
+        let mut seen_here: HashSet<&str> = HashSet::with_capacity(keys.len());
+        let mut keep = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(key) = *key else {
                 keep.push(true);
                 continue;
             };
-            if !seen_here.insert(id) {
+            if !seen_here.insert(key) {
                 keep.push(false);
                 continue;
             }
-            let committed_owner = table.get(id).map_err(|e| store(action)(e.into()))?;
+            let mut committed_owner = table
+                .get(key)
+                .map_err(|e| store(action)(e.into()))?
+                .map(|o| o.value());
+            if committed_owner.is_none()
+                && let Some(legacy) = &legacy
+            {
+                committed_owner = legacy
+                    .get(claim_id(key))
+                    .map_err(|e| store(action)(e.into()))?
+                    .map(|o| owner_hash(o.value()));
+            }
             let owner_is_other = match committed_owner {
-                Some(owner) => owner.value() != uri,
-                None => pending.get(id).is_some_and(|owner| owner != uri),
+                Some(committed) => committed != owner,
+                None => pending.get(key).is_some_and(|p| *p != owner),
             };
             if !owner_is_other {
-                pending.insert(id.to_owned(), uri.to_owned());
+                pending.insert(key.to_owned(), owner);
             }
             keep.push(!owner_is_other);
         }
@@ -204,8 +268,8 @@ impl Ledger {
         &self.db
     }
 
-    /// Records object `uri` and the event ids its rows hold, atomically. Call only after the
-    /// files listed in `entry` are durable.
+    /// Records object `uri` and the events its rows hold (their claim keys), atomically. Call
+    /// only after the files listed in `entry` are durable.
     pub fn commit(
         &self,
         uri: &str,
@@ -237,11 +301,14 @@ impl Ledger {
             objects
                 .insert(uri, bytes.as_slice())
                 .map_err(|e| store(action)(e.into()))?;
-            let mut ids = tx
-                .open_table(EVENT_IDS)
+            let mut claims = tx
+                .open_table(EVENT_CLAIMS)
                 .map_err(|e| store(action)(e.into()))?;
-            for id in event_ids {
-                ids.insert(*id, uri).map_err(|e| store(action)(e.into()))?;
+            let owner = owner_hash(uri);
+            for key in event_ids {
+                claims
+                    .insert(*key, owner)
+                    .map_err(|e| store(action)(e.into()))?;
             }
         }
         also(&tx).map_err(store(action))?;
@@ -358,6 +425,33 @@ mod tests {
                 .expect("claim"),
             [true, true]
         );
+    }
+
+    #[test]
+    fn claims_of_an_earlier_ledger_by_id_alone_still_hold() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ledger.redb");
+        {
+            let db = Database::create(&path).expect("create");
+            let tx = db.begin_write().expect("tx");
+            tx.open_table(LEGACY_EVENT_IDS)
+                .expect("table")
+                .insert("e1", "a")
+                .expect("insert");
+            tx.commit().expect("commit");
+        }
+        let ledger = Ledger::open(&path).expect("open");
+        let key = claim_key(Some(493_000), "e1");
+        assert_eq!(
+            ledger.claim_event_ids("b", &[Some(&key)]).expect("claim"),
+            [false]
+        );
+        assert_eq!(
+            ledger.claim_event_ids("a", &[Some(&key)]).expect("claim"),
+            [true]
+        );
+        assert_eq!(claim_key(None, "e2"), "untimed/e2");
+        assert_eq!(claim_id(&key), "e1");
     }
 
     #[test]

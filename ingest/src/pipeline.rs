@@ -739,7 +739,8 @@ fn row_partitions(batch: &RecordBatch, fallback_micros: i64) -> Vec<String> {
         .collect()
 }
 
-/// The rows of `batch` whose event id this object keeps, those ids, and how many were dropped.
+/// The rows of `batch` whose event id this object keeps, their claim keys, and how many were
+/// dropped.
 fn drop_duplicate_events(
     ledger: &Ledger,
     shared: Option<&SharedLake>,
@@ -752,18 +753,35 @@ fn drop_duplicate_events(
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
         .map(|a| a.iter().collect::<Vec<Option<&str>>>())
         .unwrap_or_default();
+    let times = batch
+        .column_by_name(schema::time_column(schema::CLOUDTRAIL).unwrap_or_default())
+        .and_then(|c| {
+            c.as_any()
+                .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+        });
+    let keys: Vec<Option<String>> = ids
+        .iter()
+        .enumerate()
+        .map(|(row, id)| {
+            let hour = times
+                .filter(|t| t.is_valid(row))
+                .map(|t| t.value(row).div_euclid(3_600_000_000));
+            id.map(|id| crate::ledger::claim_key(hour, id))
+        })
+        .collect();
+    let key_refs: Vec<Option<&str>> = keys.iter().map(Option::as_deref).collect();
     let keep = match shared {
-        None => ledger.claim_event_ids(uri, &ids)?,
+        None => ledger.claim_event_ids(uri, &key_refs)?,
         Some(shared) => {
             let hours = row_partitions(batch, fallback_micros);
             // On a blocking thread of the runtime (see `try_ingest`).
             tokio::runtime::Handle::current().block_on(shared.claim(uri, &ids, &hours))?
         }
     };
-    let kept_ids: Vec<String> = ids
-        .iter()
+    let kept_ids: Vec<String> = keys
+        .into_iter()
         .zip(&keep)
-        .filter_map(|(id, keep)| if *keep { id.map(str::to_owned) } else { None })
+        .filter_map(|(key, keep)| if *keep { key } else { None })
         .collect();
     let duplicates = keep.iter().filter(|k| !**k).count() as u64;
     if duplicates == 0 {
