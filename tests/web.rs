@@ -44,26 +44,29 @@ impl Driver {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let child = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let url = format!("http://127.0.0.1:{port}");
+        // Owned by `Driver` at once, so that its drop stops the process on every path.
+        let driver = Driver {
+            child: Command::new(chromedriver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start chromedriver"),
+            url: format!("http://127.0.0.1:{port}"),
+        };
         let http = reqwest::Client::new();
         for _ in 0..200 {
             if http
-                .get(format!("{url}/status"))
+                .get(format!("{}/status", driver.url))
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
-                return Driver { child, url };
+                return driver;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("chromedriver did not answer on {url}");
+        panic!("chromedriver did not answer on {}", driver.url);
     }
 }
 
