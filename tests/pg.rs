@@ -3,7 +3,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use auditlake_ingest::sample;
 use common::service::Running;
@@ -14,23 +13,8 @@ async fn start(dir: &std::path::Path) -> (Running, sample::Manifest) {
     let (mut config, manifest) = common::service::sample_config(dir, TOKEN);
     config.pg_listen = Some("127.0.0.1:0".parse().expect("addr"));
     let service = Running::start(config).await;
-    for _ in 0..600 {
-        let status: serde_json::Value = service
-            .client
-            .get(format!("{}/v1/status", service.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("status")
-            .json()
-            .await
-            .expect("json");
-        if status["idle"] == serde_json::Value::Bool(true) {
-            return (service, manifest);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never idle");
+    service.wait_idle().await;
+    (service, manifest)
 }
 
 /// Runs `psql` with `password`; returns (success, stdout, stderr).

@@ -143,6 +143,24 @@ async fn count(client: &Client, css: &str) -> usize {
         .len()
 }
 
+/// Types `token` into the page's token form and submits it.
+async fn submit_token(client: &Client, token: &str) {
+    client
+        .find(Locator::Css("#token"))
+        .await
+        .expect("#token")
+        .send_keys(token)
+        .await
+        .expect("type");
+    client
+        .find(Locator::Css("#token-save"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+}
+
 /// Types `sql` into the console, runs it and waits for a result or an error.
 async fn run_console(client: &Client, sql: &str) -> String {
     let textarea = client.find(Locator::Css("#sql")).await.expect("#sql");
@@ -171,45 +189,6 @@ async fn run_console(client: &Client, sql: &str) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned()
-}
-
-async fn api_scalar(service: &Running, sql: &str) -> i64 {
-    let body: Value = service
-        .client
-        .post(format!("{}/v1/sql", service.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "sql": sql }))
-        .send()
-        .await
-        .expect("POST /v1/sql")
-        .json()
-        .await
-        .expect("JSON");
-    let row = body["rows"][0].as_object().cloned().unwrap_or_default();
-    row.values()
-        .next()
-        .and_then(Value::as_i64)
-        .unwrap_or_else(|| panic!("{sql}: {body}"))
-}
-
-async fn wait_idle(service: &Running) {
-    for _ in 0..600 {
-        let status: Value = service
-            .client
-            .get(format!("{}/v1/status", service.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("status")
-            .json()
-            .await
-            .expect("json");
-        if status["idle"] == Value::Bool(true) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never idle");
 }
 
 /// Share of pixels that differ from the most common colour, and the number of distinct colours.
@@ -242,7 +221,7 @@ async fn the_page_shows_the_sample_lake_and_runs_sql_in_headless_chromium() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (config, _manifest) = common::service::sample_config(dir.path(), TOKEN);
     let service = Running::start(config).await;
-    wait_idle(&service).await;
+    service.wait_idle().await;
 
     let driver = Driver::start(&chromedriver).await;
     let client = browser(&driver, &chromium, &dir.path().join("profile")).await;
@@ -266,30 +245,14 @@ async fn exercise_page(client: &Client, service: &Running) {
     )
     .await;
     assert_eq!(count(client, "#status .card").await, 0);
-    let token_input = client.find(Locator::Css("#token")).await.expect("#token");
-    token_input.send_keys("wrong-token").await.expect("type");
-    client
-        .find(Locator::Css("#token-save"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    submit_token(client, "wrong-token").await;
     wait_until(
         client,
         "document.getElementById('token-error').textContent.includes('refused')",
         Duration::from_secs(10),
     )
     .await;
-    let token_input = client.find(Locator::Css("#token")).await.expect("#token");
-    token_input.send_keys(TOKEN).await.expect("type");
-    client
-        .find(Locator::Css("#token-save"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    submit_token(client, TOKEN).await;
     wait_until(
         client,
         "document.body.dataset.loaded === 'true'",
@@ -308,7 +271,7 @@ async fn exercise_page(client: &Client, service: &Running) {
     );
 
     // Status cards carry the lake's numbers.
-    let cloudtrail_rows = api_scalar(service, "SELECT count(*) FROM cloudtrail").await;
+    let cloudtrail_rows = service.scalar("SELECT count(*) FROM cloudtrail").await;
     let shown = text(client, "#status [data-field=cloudtrail_rows] .value").await;
     assert_eq!(shown.replace(',', ""), cloudtrail_rows.to_string());
     assert!(cloudtrail_rows > 0);
@@ -319,13 +282,13 @@ async fn exercise_page(client: &Client, service: &Running) {
     );
 
     // Alerts and sessions list the newest rows of their tables.
-    let alerts = api_scalar(service, "SELECT count(*) FROM alerts").await;
+    let alerts = service.scalar("SELECT count(*) FROM alerts").await;
     assert!(alerts > 0, "the sample story raises alerts");
     assert_eq!(
         count(client, "#alerts tbody tr").await as i64,
         alerts.min(20)
     );
-    let sessions = api_scalar(service, "SELECT count(*) FROM db_sessions").await;
+    let sessions = service.scalar("SELECT count(*) FROM db_sessions").await;
     assert!(sessions > 0);
     assert_eq!(
         count(client, "#sessions tbody tr").await as i64,
@@ -333,7 +296,9 @@ async fn exercise_page(client: &Client, service: &Running) {
     );
 
     // Each chart was drawn from rows of the lake.
-    let assumptions = api_scalar(service, "SELECT count(*) FROM assume_role_events").await;
+    let assumptions = service
+        .scalar("SELECT count(*) FROM assume_role_events")
+        .await;
     assert!(assumptions > 0);
     for chart in ["chart-assumptions", "chart-atypes", "chart-failed-logins"] {
         let points = client
@@ -358,7 +323,7 @@ async fn exercise_page(client: &Client, service: &Running) {
     // The console runs what is typed and shows the result.
     let state = run_console(client, "SELECT count(*) AS n FROM mongodb_audit").await;
     assert_eq!(state, "done");
-    let audit_rows = api_scalar(service, "SELECT count(*) FROM mongodb_audit").await;
+    let audit_rows = service.scalar("SELECT count(*) FROM mongodb_audit").await;
     assert_eq!(
         text(client, "#result tbody td").await,
         audit_rows.to_string()
@@ -371,7 +336,7 @@ async fn exercise_page(client: &Client, service: &Running) {
     let error = text(client, "#result-error").await;
     assert!(error.starts_with("rejected:"), "{error}");
     assert_eq!(
-        api_scalar(service, "SELECT count(*) FROM cloudtrail").await,
+        service.scalar("SELECT count(*) FROM cloudtrail").await,
         cloudtrail_rows
     );
 

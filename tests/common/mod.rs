@@ -165,12 +165,15 @@ pub mod service {
         /// `host:port` of the Postgres protocol server, if the config enables it.
         pub pg: Option<std::net::SocketAddr>,
         pub client: reqwest::Client,
+        /// The bearer token of the service, sent by [`Running::get`] and [`Running::sql`].
+        token: Option<String>,
         stop: Option<tokio::sync::oneshot::Sender<()>>,
         task: tokio::task::JoinHandle<()>,
     }
 
     impl Running {
         pub async fn start(config: Config) -> Self {
+            let token = config.http_token.as_deref().map(str::to_owned);
             let service = Service::bind(config).await.expect("bind");
             let base = format!("http://{}", service.local_addr());
             let pg = service.pg_addr();
@@ -187,6 +190,7 @@ pub mod service {
                 base,
                 pg,
                 client: reqwest::Client::new(),
+                token,
                 stop: Some(stop),
                 task,
             }
@@ -194,8 +198,7 @@ pub mod service {
 
         pub async fn get(&self, path: &str) -> Value {
             let response = self
-                .client
-                .get(format!("{}{path}", self.base))
+                .authorized(self.client.get(format!("{}{path}", self.base)))
                 .send()
                 .await
                 .expect("GET");
@@ -205,6 +208,13 @@ pub mod service {
                 response.status()
             );
             response.json().await.expect("JSON")
+        }
+
+        fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+            match &self.token {
+                Some(token) => request.bearer_auth(token),
+                None => request,
+            }
         }
 
         pub async fn wait_idle(&self) -> Value {
@@ -227,8 +237,7 @@ pub mod service {
 
         pub async fn sql(&self, sql: &str) -> Vec<Value> {
             let response = self
-                .client
-                .post(format!("{}/v1/sql", self.base))
+                .authorized(self.client.post(format!("{}/v1/sql", self.base)))
                 .json(&serde_json::json!({ "sql": sql }))
                 .send()
                 .await

@@ -121,13 +121,7 @@ impl LakeWriter {
             return Ok(Vec::new());
         }
         let column = schema::time_column(table).unwrap_or_default();
-        let times = batch
-            .column_by_name(column)
-            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
-            .ok_or_else(|| WriteError::NoTimeColumn {
-                table: table.to_owned(),
-                column: column.to_owned(),
-            })?;
+        let times = time_array(batch, table, column)?;
         let arrow_err = |source| WriteError::Arrow {
             table: table.to_owned(),
             source,
@@ -145,13 +139,7 @@ impl LakeWriter {
         )
         .map_err(arrow_err)?;
         let sorted = take_record_batch(batch, &order).map_err(arrow_err)?;
-        let sorted_times = sorted
-            .column_by_name(column)
-            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
-            .ok_or_else(|| WriteError::NoTimeColumn {
-                table: table.to_owned(),
-                column: column.to_owned(),
-            })?;
+        let sorted_times = time_array(&sorted, table, column)?;
         let time_index = sorted.schema().index_of(column).map_err(arrow_err)?;
         let micros_of = |row: usize| {
             if sorted_times.is_null(row) {
@@ -160,19 +148,17 @@ impl LakeWriter {
                 sorted_times.value(row)
             }
         };
-        const HOUR_MICROS: i64 = 3_600_000_000;
         // Rows without a time land in the fallback partition, which may also hold timed rows.
         let mut partitions: BTreeMap<Partition, Vec<(usize, usize)>> = BTreeMap::new();
         let mut start = 0;
         while start < sorted.num_rows() {
-            let micros = micros_of(start);
-            let hour = micros.div_euclid(HOUR_MICROS);
+            let partition = Partition::of_micros(micros_of(start));
             let mut end = start + 1;
-            while end < sorted.num_rows() && micros_of(end).div_euclid(HOUR_MICROS) == hour {
+            while end < sorted.num_rows() && Partition::of_micros(micros_of(end)) == partition {
                 end += 1;
             }
             partitions
-                .entry(Partition::of_micros(micros))
+                .entry(partition)
                 .or_default()
                 .push((start, end - start));
             start = end;
@@ -234,6 +220,21 @@ impl LakeWriter {
             }
         }
     }
+}
+
+/// The time column of `table` in `batch`.
+fn time_array<'b>(
+    batch: &'b RecordBatch,
+    table: &str,
+    column: &str,
+) -> Result<&'b TimestampMicrosecondArray, WriteError> {
+    batch
+        .column_by_name(column)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+        .ok_or_else(|| WriteError::NoTimeColumn {
+            table: table.to_owned(),
+            column: column.to_owned(),
+        })
 }
 
 /// Writes one file of a local lake: temporary name, sync, rename, sync the folder.
