@@ -106,13 +106,14 @@ pub struct Ledger {
     legacy_claims: bool,
 }
 
-/// The key an event is claimed under: its hour (hours since the Unix epoch, fixed width so keys
-/// sort by time; `None` for an event without a time) and its id. An object's events share a few
-/// hours, so its claims touch a few neighbouring pages of the table instead of pages all over
-/// it, which keeps each commit small however many events the lake holds.
-pub fn claim_key(hour: Option<i64>, id: &str) -> String {
-    match hour {
-        Some(hour) => format!("{hour:010}/{id}"),
+/// The key an event is claimed under: the hour of its time (`event_micros`, microseconds since
+/// the Unix epoch; hours written fixed width so keys sort by time; `None` for an event without a
+/// time) and its id. An object's events share a few hours, so its claims touch a few neighbouring
+/// pages of the table instead of pages all over it, which keeps each commit small however many
+/// events the lake holds.
+pub fn claim_key(event_micros: Option<i64>, id: &str) -> String {
+    match event_micros {
+        Some(micros) => format!("{:010}/{id}", micros.div_euclid(3_600_000_000)),
         None => format!("untimed/{id}"),
     }
 }
@@ -441,7 +442,7 @@ mod tests {
             tx.commit().expect("commit");
         }
         let ledger = Ledger::open(&path).expect("open");
-        let key = claim_key(Some(493_000), "e1");
+        let key = claim_key(Some(493_000 * 3_600_000_000), "e1");
         assert_eq!(
             ledger.claim_event_ids("b", &[Some(&key)]).expect("claim"),
             [false]

@@ -720,8 +720,8 @@ fn process(
     })
 }
 
-/// The lake partition (`date=…/hour=…`) of each row, by its time column.
-fn row_partitions(batch: &RecordBatch, fallback_micros: i64) -> Vec<String> {
+/// Each row's time column value (microseconds), `None` where it has none.
+fn event_times(batch: &RecordBatch) -> Vec<Option<i64>> {
     let times = batch
         .column_by_name(schema::time_column(schema::CLOUDTRAIL).unwrap_or_default())
         .and_then(|c| {
@@ -729,13 +729,7 @@ fn row_partitions(batch: &RecordBatch, fallback_micros: i64) -> Vec<String> {
                 .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
         });
     (0..batch.num_rows())
-        .map(|row| {
-            let micros = match times {
-                Some(t) if !t.is_null(row) => t.value(row),
-                _ => fallback_micros,
-            };
-            schema::Partition::of_micros(micros).path()
-        })
+        .map(|row| times.filter(|t| t.is_valid(row)).map(|t| t.value(row)))
         .collect()
 }
 
@@ -753,27 +747,21 @@ fn drop_duplicate_events(
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
         .map(|a| a.iter().collect::<Vec<Option<&str>>>())
         .unwrap_or_default();
-    let times = batch
-        .column_by_name(schema::time_column(schema::CLOUDTRAIL).unwrap_or_default())
-        .and_then(|c| {
-            c.as_any()
-                .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
-        });
+    let times = event_times(batch);
     let keys: Vec<Option<String>> = ids
         .iter()
-        .enumerate()
-        .map(|(row, id)| {
-            let hour = times
-                .filter(|t| t.is_valid(row))
-                .map(|t| t.value(row).div_euclid(3_600_000_000));
-            id.map(|id| crate::ledger::claim_key(hour, id))
-        })
+        .zip(&times)
+        .map(|(id, micros)| id.map(|id| crate::ledger::claim_key(*micros, id)))
         .collect();
     let key_refs: Vec<Option<&str>> = keys.iter().map(Option::as_deref).collect();
     let keep = match shared {
         None => ledger.claim_event_ids(uri, &key_refs)?,
         Some(shared) => {
-            let hours = row_partitions(batch, fallback_micros);
+            // The lake partition (`date=…/hour=…`) of each row.
+            let hours: Vec<String> = times
+                .iter()
+                .map(|t| schema::Partition::of_micros(t.unwrap_or(fallback_micros)).path())
+                .collect();
             // On a blocking thread of the runtime (see `try_ingest`).
             tokio::runtime::Handle::current().block_on(shared.claim(uri, &ids, &hours))?
         }
