@@ -220,6 +220,90 @@ async fn restart_over_the_same_folder_leaves_the_lake_unchanged() {
     assert_eq!(before, snapshot(&lake));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_of_a_group_never_committed_are_deleted_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
+    let lake = dir.path().join("lake");
+    let first = Running::start(config_for(&lake, &data)).await;
+    first.wait_idle().await;
+    first.stop().await;
+
+    // As if a run had been killed between publishing a group's files and committing it: a
+    // copy of a real lake file under another group's name, and the ledger's note of it.
+    let committed = snapshot(&lake);
+    let original = std::path::Path::new(&committed[0].0);
+    let stray = original.with_file_name("killed-0000000000000001.parquet");
+    std::fs::copy(original, &stray).expect("copy");
+    let relative = stray
+        .strip_prefix(&lake)
+        .expect("in lake")
+        .to_string_lossy()
+        .into_owned();
+    {
+        let ledger = auditlake_ingest::ledger::Ledger::open(&lake.join("_state/ledger.redb"))
+            .expect("ledger");
+        ledger
+            .begin_publish("killed-0000000000000001", &[relative])
+            .expect("note");
+    }
+
+    let second = Running::start(config_for(&lake, &data)).await;
+    second.wait_idle().await;
+    assert!(!stray.exists(), "the uncommitted group's file is deleted");
+    assert_counts(&second, &manifest).await;
+    second.stop().await;
+    assert_eq!(committed, snapshot(&lake), "committed files are untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grown_folder_file_replaces_the_rows_of_its_earlier_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
+    let lake = dir.path().join("lake");
+    let extra = data.join(
+        "atlas/orders-prod/orders-prod-shard-00-00.x7k2p.mongodb.net/mongod-audit/1999999999-mongod-audit.log",
+    );
+    std::fs::create_dir_all(extra.parent().expect("parent")).expect("dir");
+    let line = |n: usize| {
+        format!(
+            "{{\"atype\":\"authenticate\",\"local\":{{\"ip\":\"192.168.248.2\",\"port\":27017}},\"param\":{{\"db\":\"admin\",\"mechanism\":\"SCRAM-SHA-256\",\"user\":\"app\"}},\"remote\":{{\"ip\":\"10.20.3.15\",\"port\":38392}},\"result\":0,\"roles\":[],\"ts\":{{\"$date\":\"2026-11-01T12:00:0{n}.000+00:00\"}},\"users\":[]}}\n"
+        )
+    };
+    std::fs::write(&extra, line(1) + &line(2)).expect("write");
+    let service = Running::start(config_for(&lake, &data)).await;
+    service.wait_idle().await;
+    let of_extra =
+        "SELECT count(*) FROM mongodb_audit WHERE source_uri LIKE '%/1999999999-mongod-audit.log'";
+    assert_eq!(service.scalar(of_extra).await, 2);
+
+    // The file grows: its rows are those of the new version, once each.
+    std::fs::write(&extra, line(1) + &line(2) + &line(3)).expect("grow");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while service.scalar(of_extra).await != 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new version was not ingested"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    service.wait_idle().await;
+    assert_eq!(
+        service
+            .scalar("SELECT count(DISTINCT ts) FROM mongodb_audit WHERE source_uri LIKE '%/1999999999-mongod-audit.log'")
+            .await,
+        3
+    );
+    assert_eq!(
+        service.scalar("SELECT count(*) FROM mongodb_audit").await as usize,
+        manifest.mongodb_audit_rows + 3,
+        "the sample's rows sharing files with the earlier version are kept"
+    );
+    service.stop().await;
+}
+
 /// Every Parquet file of the lake with its bytes' length and modification time.
 fn snapshot(lake: &std::path::Path) -> Vec<(String, u64, std::time::SystemTime)> {
     let mut files: Vec<_> = walkdir::WalkDir::new(lake)

@@ -3,12 +3,14 @@
 //! One redb database holds `objects` (source URI → the version ingested and what it produced),
 //! `cloudtrail_event_claims` (an event's claim key, its event hour then its id, → a hash of the
 //! URI of the object whose row holds it; see [`claim_key`]) and
-//! `source_cursors` (listing and log-stream positions, see `EXACTLY_ONCE.md`), next to the
+//! `source_cursors` (listing and log-stream positions, see `EXACTLY_ONCE.md`) and
+//! `publishing_files` (files of a commit group about to appear in the lake), next to the
 //! detector's outbox tables.
-//! The pipeline writes an object's Parquet files first and only then calls [`Ledger::commit`],
-//! which records the object and its event ids in one transaction; a crash before the commit
-//! leaves the object unrecorded, so it is processed again and its deterministic file names
-//! replace what the first attempt wrote.
+//! The pipeline notes a group's files ([`Ledger::begin_publish`]), puts them in place, and only
+//! then calls [`Ledger::commit_group`], which records the group's objects and their event ids
+//! and drops the note in one transaction; a crash before the commit leaves the objects
+//! unrecorded, so they are processed again, and the files the note still lists are deleted
+//! at the next start ([`Ledger::unfinished_publishes`]).
 //!
 //! CloudTrail delivers some events twice. [`Ledger::claim_event_ids`] decides which object keeps
 //! each event id: the first to claim it, in memory while objects are in flight, and durably once
@@ -32,6 +34,11 @@ const LEDGER_CACHE_BYTES: usize = 64 << 20;
 const EVENT_CLAIMS: TableDefinition<&str, u64> = TableDefinition::new("cloudtrail_event_claims");
 /// Claims of ledgers written before the hour prefix: event id → object URI. Read, never written.
 const LEGACY_EVENT_IDS: TableDefinition<&str, &str> = TableDefinition::new("cloudtrail_event_ids");
+/// Lake files of a commit group being published: group stem → JSON list of relative paths.
+/// Written before the files appear in the lake, removed by the group's commit; an entry left
+/// by a crash names files no object owns, which [`Ledger::unfinished_publishes`] hands back for
+/// deletion.
+const PUBLISHING: TableDefinition<&str, &[u8]> = TableDefinition::new("publishing_files");
 /// Source positions (listing and log-stream cursors): name → opaque bytes owned by the source.
 const CURSORS: TableDefinition<&str, &[u8]> = TableDefinition::new("source_cursors");
 
@@ -96,6 +103,14 @@ fn store(action: &'static str) -> impl Fn(redb::Error) -> LedgerError {
     move |source| LedgerError::Store { action, source }
 }
 
+/// One object of a commit group: its entry and the claim keys of the events its rows hold.
+#[derive(Debug, Clone, Copy)]
+pub struct CommittedObject<'a> {
+    pub uri: &'a str,
+    pub entry: &'a ObjectEntry,
+    pub claims: &'a [String],
+}
+
 /// The ingestion checkpoint; see the module documentation.
 #[derive(Debug)]
 pub struct Ledger {
@@ -150,6 +165,8 @@ impl Ledger {
         tx.open_table(EVENT_CLAIMS)
             .map_err(|e| store("creating tables")(e.into()))?;
         tx.open_table(CURSORS)
+            .map_err(|e| store("creating tables")(e.into()))?;
+        tx.open_table(PUBLISHING)
             .map_err(|e| store("creating tables")(e.into()))?;
         auditlake_detect::outbox::create_tables(&tx).map_err(store("creating tables"))?;
         tx.commit()
@@ -277,48 +294,133 @@ impl Ledger {
         entry: &ObjectEntry,
         event_ids: &[&str],
     ) -> Result<(), LedgerError> {
-        self.commit_with(uri, entry, event_ids, &|_| Ok(()))
+        let claims: Vec<String> = event_ids.iter().map(|id| (*id).to_owned()).collect();
+        let object = CommittedObject {
+            uri,
+            entry,
+            claims: &claims,
+        };
+        self.commit_group(&[object], None, &|_| Ok(()))
     }
 
-    /// [`Ledger::commit`], with `also` writing more in the same transaction (detector state,
-    /// queued alerts), so that they become durable exactly when the object does.
-    pub fn commit_with(
-        &self,
-        uri: &str,
-        entry: &ObjectEntry,
-        event_ids: &[&str],
-        also: &dyn Fn(&WriteTransaction) -> Result<(), redb::Error>,
-    ) -> Result<(), LedgerError> {
-        let action = "committing an object";
-        let bytes = serde_json::to_vec(entry).map_err(|source| LedgerError::Corrupt {
-            uri: uri.to_owned(),
+    /// Notes that the lake files `paths` of the group `stem` are about to be published (before
+    /// the first of them appears in the lake).
+    pub fn begin_publish(&self, stem: &str, paths: &[String]) -> Result<(), LedgerError> {
+        let action = "recording files about to be published";
+        let bytes = serde_json::to_vec(paths).map_err(|source| LedgerError::Corrupt {
+            uri: stem.to_owned(),
             source,
         })?;
         let tx = self.db.begin_write().map_err(|e| store(action)(e.into()))?;
+        tx.open_table(PUBLISHING)
+            .map_err(|e| store(action)(e.into()))?
+            .insert(stem, bytes.as_slice())
+            .map_err(|e| store(action)(e.into()))?;
+        tx.commit().map_err(|e| store(action)(e.into()))?;
+        Ok(())
+    }
+
+    /// Forgets the files of group `stem` (after they were deleted).
+    pub fn end_publish(&self, stem: &str) -> Result<(), LedgerError> {
+        let action = "forgetting files of an abandoned group";
+        let tx = self.db.begin_write().map_err(|e| store(action)(e.into()))?;
+        tx.open_table(PUBLISHING)
+            .map_err(|e| store(action)(e.into()))?
+            .remove(stem)
+            .map_err(|e| store(action)(e.into()))?;
+        tx.commit().map_err(|e| store(action)(e.into()))?;
+        Ok(())
+    }
+
+    /// Groups whose files were being published when the process stopped, never committed: their
+    /// stems and files, which no object owns and which are to be deleted.
+    pub fn unfinished_publishes(&self) -> Result<Vec<(String, Vec<String>)>, LedgerError> {
+        let action = "listing unfinished publishes";
+        let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
+        let table = tx
+            .open_table(PUBLISHING)
+            .map_err(|e| store(action)(e.into()))?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| store(action)(e.into()))? {
+            let (stem, paths) = item.map_err(|e| store(action)(e.into()))?;
+            let stem = stem.value().to_owned();
+            let paths =
+                serde_json::from_slice(paths.value()).map_err(|source| LedgerError::Corrupt {
+                    uri: stem.clone(),
+                    source,
+                })?;
+            out.push((stem, paths));
+        }
+        Ok(out)
+    }
+
+    /// Records every object of a commit group and the events their rows hold, and ends the
+    /// publish of group `stem` if any, atomically, with `also` writing more in the same
+    /// transaction (detector state, queued alerts, source cursors), so that they become
+    /// durable exactly when the objects do. Call only after the group's files are durable.
+    pub fn commit_group(
+        &self,
+        objects: &[CommittedObject<'_>],
+        stem: Option<&str>,
+        also: &dyn Fn(&WriteTransaction) -> Result<(), redb::Error>,
+    ) -> Result<(), LedgerError> {
+        let action = "committing objects";
+        let tx = self.db.begin_write().map_err(|e| store(action)(e.into()))?;
         {
-            let mut objects = tx
+            let mut table = tx
                 .open_table(OBJECTS)
-                .map_err(|e| store(action)(e.into()))?;
-            objects
-                .insert(uri, bytes.as_slice())
                 .map_err(|e| store(action)(e.into()))?;
             let mut claims = tx
                 .open_table(EVENT_CLAIMS)
                 .map_err(|e| store(action)(e.into()))?;
-            let owner = owner_hash(uri);
-            for key in event_ids {
-                claims
-                    .insert(*key, owner)
+            for object in objects {
+                let bytes =
+                    serde_json::to_vec(object.entry).map_err(|source| LedgerError::Corrupt {
+                        uri: object.uri.to_owned(),
+                        source,
+                    })?;
+                table
+                    .insert(object.uri, bytes.as_slice())
+                    .map_err(|e| store(action)(e.into()))?;
+                let owner = owner_hash(object.uri);
+                for key in object.claims {
+                    claims
+                        .insert(key.as_str(), owner)
+                        .map_err(|e| store(action)(e.into()))?;
+                }
+            }
+            if let Some(stem) = stem {
+                tx.open_table(PUBLISHING)
+                    .map_err(|e| store(action)(e.into()))?
+                    .remove(stem)
                     .map_err(|e| store(action)(e.into()))?;
             }
         }
         also(&tx).map_err(store(action))?;
         tx.commit().map_err(|e| store(action)(e.into()))?;
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        for id in event_ids {
-            pending.remove(*id);
+        for key in objects.iter().flat_map(|o| o.claims) {
+            pending.remove(key);
         }
         Ok(())
+    }
+
+    /// The entry recorded for `uri`, if any.
+    pub fn entry(&self, uri: &str) -> Result<Option<ObjectEntry>, LedgerError> {
+        let action = "reading an object entry";
+        let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
+        let table = tx
+            .open_table(OBJECTS)
+            .map_err(|e| store(action)(e.into()))?;
+        let Some(bytes) = table.get(uri).map_err(|e| store(action)(e.into()))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|source| LedgerError::Corrupt {
+                uri: uri.to_owned(),
+                source,
+            })
     }
 
     /// The cursor saved under `name`, if any.

@@ -8,7 +8,7 @@
 //! object cannot stall the others.
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -22,18 +22,30 @@ use tokio_util::sync::CancellationToken;
 use auditlake_schema as schema;
 
 use auditlake_detect::deliver::Webhook;
+use auditlake_detect::engine::EngineState;
 use auditlake_detect::{Alert, Engine, outbox};
 use tokio::sync::Notify;
 
 use crate::decode::{self, DecodeLimits, Decoded, ObjectContext};
-use crate::lake::{self, writer::LakeWriter};
-use crate::ledger::{Ledger, LedgerError, ObjectEntry, ObjectStatus};
+use crate::lake::{
+    self,
+    writer::{GroupFiles, LakeWriter},
+};
+use crate::ledger::{CommittedObject, Ledger, LedgerError, ObjectEntry, ObjectStatus};
 use crate::shared::{SharedError, SharedLake};
 use crate::source::layout::ObjectKind;
 use crate::source::{LogSource, SourceError, SourceObject};
 
 /// Tries before an object is recorded as failed.
 pub const MAX_ATTEMPTS: u32 = 5;
+
+/// A commit group is committed once it holds this many rows, objects, or bytes of encoded rows
+/// in memory (or when its scan has nothing more). Large groups make few, large files (one per
+/// table and hour) and few ledger commits; the bounds keep memory and the claims held in flight
+/// small whatever the input.
+const GROUP_MAX_ROWS: usize = 512 * 1024;
+const GROUP_MAX_OBJECTS: usize = 4096;
+const GROUP_MAX_BUFFERED_BYTES: usize = 96 << 20;
 
 /// Why one object could not be ingested (this attempt).
 #[derive(Debug, thiserror::Error)]
@@ -251,17 +263,276 @@ pub struct Pipeline {
     concurrency: usize,
     stats: Arc<IngestStats>,
     attempts: Mutex<HashMap<String, u32>>,
+    /// URIs of objects being ingested by a call of [`Pipeline::ingest_objects`]; another call
+    /// (a listing and a notification naming the same object) leaves them to it.
+    in_flight: Mutex<HashSet<String>>,
     detection: Option<Detection>,
     /// Claims and markers shared with other workers of the same lake, if configured.
     shared: Option<Arc<SharedLake>>,
 }
 
-/// What processing one object produced, before the ledger commit.
-struct Outcome {
+/// One object read, decoded and deduplicated, on its way into a commit group.
+struct Prepared {
+    object: SourceObject,
     entry: ObjectEntry,
-    event_ids: Vec<String>,
+    /// Rows to write; `cloudtrail` holds only the events this object keeps.
+    decoded: Decoded,
+    /// Claim keys of the events its rows hold.
+    claims: Vec<String>,
+    /// Source positions committed with it.
+    cursors: Vec<(String, Vec<u8>)>,
+}
+
+/// An object of a group, what its commit records.
+struct Member {
+    object: SourceObject,
+    entry: ObjectEntry,
+    claims: Vec<String>,
     digest: bool,
+}
+
+/// Why a group could not be committed, and the objects that were in it.
+struct GroupFailure {
+    objects: Vec<SourceObject>,
+    error: Box<ObjectError>,
+}
+
+/// Objects whose rows share one set of lake files and one ledger commit. Rows stream into
+/// one Parquet file per table and partition ([`GroupFiles`]); detection runs as each object
+/// joins, in order, so the detector state committed with the group covers exactly its objects.
+///
+/// Commit order: files completed and synced under temporary names → their paths noted in the
+/// ledger (`begin_publish`) → files put in place → objects, claims, cursors, detector state
+/// and alerts committed, ending the publish, in one transaction. A crash after the note and
+/// before the commit leaves files no object owns; [`Pipeline::recover`] deletes them at the
+/// next start, so the redo's rows are the only ones.
+struct Group {
+    ledger: Arc<Ledger>,
+    writer: LakeWriter,
+    detection: Option<Detection>,
+    /// One object per group, its files named after it (see [`Pipeline::with_shared`]).
+    per_object: bool,
+    stem: String,
+    files: Option<GroupFiles>,
+    /// The files' paths once they were closed for publishing, and whether the ledger notes them.
+    closed_paths: Vec<String>,
+    noted: bool,
+    members: Vec<Member>,
     alerts: Vec<Alert>,
+    cursors: Vec<(String, Vec<u8>)>,
+    /// Detector state before the first object joined, restored if the group is abandoned.
+    detector_before: Option<EngineState>,
+}
+
+impl Group {
+    fn new(
+        ledger: Arc<Ledger>,
+        writer: LakeWriter,
+        detection: Option<Detection>,
+        per_object: bool,
+    ) -> Self {
+        Group {
+            ledger,
+            writer,
+            detection,
+            per_object,
+            stem: String::new(),
+            files: None,
+            closed_paths: Vec::new(),
+            noted: false,
+            members: Vec::new(),
+            alerts: Vec::new(),
+            cursors: Vec::new(),
+            detector_before: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Whether the group is large enough to commit.
+    fn is_full(&self) -> bool {
+        (self.per_object && !self.members.is_empty())
+            || self.members.len() >= GROUP_MAX_OBJECTS
+            || self.files.as_ref().is_some_and(|f| {
+                f.rows() >= GROUP_MAX_ROWS || f.buffered_bytes() >= GROUP_MAX_BUFFERED_BYTES
+            })
+    }
+
+    /// Runs detection on `prepared`'s rows and appends them (and the alerts they raise) to the
+    /// group's files. On error the group holds part of the object's rows: abandon it.
+    fn add(&mut self, prepared: Prepared) -> Result<(), Box<(SourceObject, ObjectError)>> {
+        let Prepared {
+            object,
+            mut entry,
+            decoded,
+            claims,
+            cursors,
+        } = prepared;
+        let now = chrono::Utc::now().timestamp_micros();
+        let mut alerts = Vec::new();
+        if let Some(d) = &self.detection {
+            if self.detector_before.is_none() {
+                let mut engine = d.engine.lock().unwrap_or_else(|p| p.into_inner());
+                self.detector_before = Some(engine.save());
+            }
+            if let Some(batch) = &decoded.cloudtrail {
+                alerts.extend(d.observe(schema::CLOUDTRAIL, batch, now));
+            }
+            if let Some(batch) = &decoded.mongodb_audit {
+                alerts.extend(d.observe(schema::MONGODB_AUDIT, batch, now));
+            }
+        }
+        let alert_rows = if alerts.is_empty() {
+            None
+        } else {
+            match auditlake_detect::alert::to_batch(&alerts) {
+                Ok(batch) => Some(batch),
+                Err(source) => {
+                    let error = ObjectError::Arrow {
+                        uri: object.uri.clone(),
+                        action: "building alert rows",
+                        source,
+                    };
+                    return Err(Box::new((object, error)));
+                }
+            }
+        };
+        entry.alerts = alerts.len() as u64;
+        let tables = [
+            (schema::CLOUDTRAIL, &decoded.cloudtrail),
+            (schema::MONGODB_AUDIT, &decoded.mongodb_audit),
+            (schema::ALERTS, &alert_rows),
+            (schema::REJECTED, &decoded.rejected),
+        ];
+        for (table, batch) in tables {
+            let Some(batch) = batch.as_ref().filter(|b| b.num_rows() > 0) else {
+                continue;
+            };
+            let files = self.files.get_or_insert_with(|| {
+                self.stem = if self.per_object {
+                    lake::file_stem(&object.uri)
+                } else {
+                    lake::group_stem(&object.uri)
+                };
+                self.writer.open_group(self.stem.clone())
+            });
+            match files.append(table, batch, object.modified_micros) {
+                Ok(paths) => {
+                    for path in paths {
+                        if !entry.files.contains(&path) {
+                            entry.files.push(path);
+                        }
+                    }
+                }
+                Err(source) => {
+                    let error = ObjectError::Write {
+                        uri: object.uri.clone(),
+                        source,
+                    };
+                    return Err(Box::new((object, error)));
+                }
+            }
+        }
+        self.alerts.extend(alerts);
+        self.cursors.extend(cursors);
+        self.members.push(Member {
+            object,
+            entry,
+            claims,
+            digest: decoded.digest,
+        });
+        Ok(())
+    }
+
+    /// Publishes the group's files and commits its objects; see [`Group`].
+    fn commit(mut self) -> Result<(Vec<Member>, Vec<Alert>), GroupFailure> {
+        match self.publish_and_commit() {
+            Ok(()) => Ok((self.members, self.alerts)),
+            Err(error) => Err(self.abandon(error)),
+        }
+    }
+
+    fn publish_and_commit(&mut self) -> Result<(), ObjectError> {
+        let uri = self
+            .members
+            .first()
+            .map(|m| m.object.uri.clone())
+            .unwrap_or_default();
+        let write_err = |source| ObjectError::Write {
+            uri: uri.clone(),
+            source,
+        };
+        let mut noted = false;
+        if let Some(files) = self.files.take() {
+            self.closed_paths = files.paths();
+            let finished = files.finish().map_err(write_err)?;
+            // Files named after their one object are replaced by a redo: no note needed.
+            if !self.per_object {
+                self.ledger.begin_publish(&self.stem, &self.closed_paths)?;
+                self.noted = true;
+                noted = true;
+            }
+            finished.publish().map_err(write_err)?;
+        }
+        let objects: Vec<CommittedObject> = self
+            .members
+            .iter()
+            .map(|m| CommittedObject {
+                uri: &m.object.uri,
+                entry: &m.entry,
+                claims: &m.claims,
+            })
+            .collect();
+        let stem = noted.then_some(self.stem.as_str());
+        let now = chrono::Utc::now().timestamp_micros();
+        self.ledger.commit_group(&objects, stem, &|tx| {
+            crate::ledger::put_cursors(tx, &self.cursors)?;
+            match &self.detection {
+                Some(d) => d.persist(tx, &self.alerts, now),
+                None => Ok(()),
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Undoes what the group wrote (its files, the detector's observations) after `error`.
+    fn abandon(mut self, error: ObjectError) -> GroupFailure {
+        let paths = match self.files.take() {
+            Some(files) => files.paths(),
+            None => std::mem::take(&mut self.closed_paths),
+        };
+        // Files named after their object may be another worker's committed copy, and a redo
+        // replaces them anyway: only their temporary names go.
+        let discarded = if self.per_object {
+            self.writer.discard_unpublished(&paths)
+        } else {
+            self.writer.discard(&paths)
+        };
+        match discarded {
+            Ok(()) if self.noted => {
+                if let Err(e) = self.ledger.end_publish(&self.stem) {
+                    tracing::warn!(group = %self.stem, error = %e, "files of an abandoned group deleted; the ledger still lists them");
+                }
+            }
+            Ok(()) => {}
+            // The ledger's note (if any) has them deleted at the next start.
+            Err(e) => {
+                tracing::warn!(group = %self.stem, error = %e, "could not delete the files of an abandoned group")
+            }
+        }
+        if let (Some(d), Some(state)) = (&self.detection, self.detector_before.take()) {
+            d.engine
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .restore(state);
+        }
+        GroupFailure {
+            objects: self.members.into_iter().map(|m| m.object).collect(),
+            error: Box::new(error),
+        }
+    }
 }
 
 impl Pipeline {
@@ -278,12 +549,15 @@ impl Pipeline {
             concurrency: concurrency.max(1),
             stats: Arc::default(),
             attempts: Mutex::default(),
+            in_flight: Mutex::default(),
             detection: None,
             shared: None,
         }
     }
 
     /// Decides event-id ownership and skips objects through `shared`, for several workers.
+    /// Each object then has files of its own, named after it, so that two workers that
+    /// process the same object at once write the same files instead of two copies.
     pub fn with_shared(mut self, shared: Arc<SharedLake>) -> Self {
         self.shared = Some(shared);
         self
@@ -305,6 +579,32 @@ impl Pipeline {
 
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger
+    }
+
+    /// Deletes the files of groups that were being published when an earlier run stopped and
+    /// were never committed (see [`Group`]). Call once, before ingesting.
+    pub async fn recover(&self) -> Result<usize, ObjectError> {
+        let ledger = self.ledger.clone();
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let unfinished = ledger.unfinished_publishes()?;
+            for (stem, paths) in &unfinished {
+                writer
+                    .discard(paths)
+                    .map_err(|source| ObjectError::Write {
+                        uri: stem.clone(),
+                        source,
+                    })?;
+                ledger.end_publish(stem)?;
+                tracing::info!(group = %stem, files = paths.len(), "deleted the files of a group an earlier run did not commit");
+            }
+            Ok(unfinished.len())
+        })
+        .await
+        .map_err(|e| ObjectError::Task {
+            uri: String::new(),
+            message: e.to_string(),
+        })?
     }
 
     /// Lists `source` and ingests every object not yet recorded, until `stop`. The listing's
@@ -344,8 +644,9 @@ impl Pipeline {
     }
 
     /// Ingests those of `objects` (from `source`) that the ledger has not recorded in their
-    /// listed version, up to `concurrency` at once, until `stop`. `progress` is advanced once
-    /// per object done.
+    /// listed version, until `stop`: up to `concurrency` objects fetched and decoded at once,
+    /// in listing order, through a bounded channel into commit groups (see [`Group`]).
+    /// `progress` is advanced once per object done.
     pub async fn ingest_objects(
         &self,
         source: &dyn LogSource,
@@ -364,29 +665,84 @@ impl Pipeline {
             fresh: fresh.len(),
             ..ScanReport::default()
         };
+        let fresh = InFlight::take(&self.in_flight, fresh);
         if let Some(newest) = objects.iter().map(|o| o.modified_micros).max() {
             self.stats
                 .newest_seen_micros
                 .fetch_max(newest, Ordering::Relaxed);
         }
         if let Some(bar) = progress {
-            bar.inc_length(fresh.len() as u64);
+            bar.inc_length(fresh.objects.len() as u64);
         }
+        let done = |n: usize| {
+            if let Some(bar) = progress {
+                bar.inc(n as u64);
+            }
+        };
+        let taken = fresh.objects.clone();
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Prepared>(self.concurrency);
         // Objects in flight finish when `stop` fires; no new one starts.
-        let results: Vec<bool> = futures::stream::iter(fresh)
-            .take_until(stop.clone().cancelled_owned())
-            .map(|object| async move {
-                let ok = self.ingest_object(source, object).await;
-                if let Some(bar) = progress {
-                    bar.inc(1);
+        let produce = async move {
+            let mut failed = 0;
+            let prepared = futures::stream::iter(taken)
+                .take_until(stop.clone().cancelled_owned())
+                .map(|object| async move {
+                    let result = self.prepare(source, &object).await;
+                    (object, result)
+                })
+                .buffered(self.concurrency);
+            let mut prepared = std::pin::pin!(prepared);
+            while let Some((object, result)) = prepared.next().await {
+                match result {
+                    Ok(p) => {
+                        if sender.send(p).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        self.object_failed(source.name(), &object, &error);
+                        failed += 1;
+                        done(1);
+                    }
                 }
-                ok
-            })
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
-        report.processed = results.len();
-        report.failed = results.iter().filter(|ok| !**ok).count();
+            }
+            failed
+        };
+        let consume = async {
+            let (mut committed, mut failed) = (0, 0);
+            let mut group = self.new_group();
+            let mut next = receiver.recv().await;
+            while let Some(prepared) = next.take() {
+                let added;
+                (group, added) = self.add_to(group, prepared).await;
+                if let Err(failure) = added {
+                    let n = self.group_failed(source.name(), failure);
+                    failed += n;
+                    done(n);
+                }
+                next = receiver.recv().await;
+                if group.is_full() || (next.is_none() && !group.is_empty()) {
+                    let full = std::mem::replace(&mut group, self.new_group());
+                    let n = match self.commit(full).await {
+                        Ok(n) => {
+                            committed += n;
+                            n
+                        }
+                        Err(failure) => {
+                            let n = self.group_failed(source.name(), failure);
+                            failed += n;
+                            n
+                        }
+                    };
+                    done(n);
+                }
+            }
+            (committed, failed)
+        };
+        let (produce_failed, (committed, consume_failed)) = tokio::join!(produce, consume);
+        drop(fresh);
+        report.processed = committed + consume_failed + produce_failed;
+        report.failed = consume_failed + produce_failed;
         Ok(report)
     }
 
@@ -399,7 +755,14 @@ impl Pipeline {
         bytes: Vec<u8>,
         cursors: Vec<(String, Vec<u8>)>,
     ) -> Result<(), ObjectError> {
-        let result = self.process_and_commit(&object, kind, bytes, cursors).await;
+        let result = async {
+            let prepared = self.prepare_bytes(&object, kind, bytes, cursors).await?;
+            let (group, added) = self.add_to(self.new_group(), prepared).await;
+            added.map_err(|f| *f.error)?;
+            self.commit(group).await.map_err(|f| *f.error)?;
+            Ok::<(), ObjectError>(())
+        }
+        .await;
         if let Err(e) = &result {
             self.stats.object_errors.fetch_add(1, Ordering::Relaxed);
             self.stats.count_error(e.kind());
@@ -408,39 +771,145 @@ impl Pipeline {
         result
     }
 
-    /// Ingests one object, logging and counting a failure; true on success.
-    async fn ingest_object(&self, source: &dyn LogSource, object: SourceObject) -> bool {
-        match self.try_ingest(source, &object).await {
-            Ok(()) => {
-                self.forget_attempts(&object.uri);
-                true
-            }
-            Err(error) => {
-                self.stats.object_errors.fetch_add(1, Ordering::Relaxed);
-                self.stats.count_error(error.kind());
-                let attempts = self.count_attempt(&object.uri);
-                tracing::warn!(source = source.name(), key = %object.key, uri = %object.uri, kind = error.kind(), attempts, error = %error, "object not ingested");
-                // A vanished object is recorded at once: no retry can bring it back.
-                let gone = matches!(error, ObjectError::Fetch(SourceError::Gone { .. }));
-                if gone || attempts >= MAX_ATTEMPTS {
-                    self.record_failure(&object, &error);
+    fn new_group(&self) -> Group {
+        Group::new(
+            self.ledger.clone(),
+            self.writer.clone(),
+            self.detection.clone(),
+            self.shared.is_some(),
+        )
+    }
+
+    /// Adds `prepared` to `group` on a blocking thread; on failure the group is abandoned.
+    async fn add_to(
+        &self,
+        mut group: Group,
+        prepared: Prepared,
+    ) -> (Group, Result<(), GroupFailure>) {
+        let uri = prepared.object.uri.clone();
+        let mut objects: Vec<SourceObject> =
+            group.members.iter().map(|m| m.object.clone()).collect();
+        objects.push(prepared.object.clone());
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = group.add(prepared);
+            match result {
+                Ok(()) => (Some(group), None),
+                Err(failed) => {
+                    let (object, error) = *failed;
+                    let mut failure = group.abandon(error);
+                    failure.objects.push(object);
+                    (None, Some(failure))
                 }
-                false
             }
+        })
+        .await;
+        match joined {
+            Ok((Some(group), None)) => (group, Ok(())),
+            Ok((_, Some(failure))) => (self.new_group(), Err(failure)),
+            Ok((None, None)) => unreachable!("a group is either kept or abandoned"),
+            Err(e) => (
+                self.new_group(),
+                Err(GroupFailure {
+                    objects,
+                    error: Box::new(ObjectError::Task {
+                        uri,
+                        message: e.to_string(),
+                    }),
+                }),
+            ),
         }
     }
 
-    async fn try_ingest(
+    /// Commits `group` on a blocking thread, then counts its objects and tells other workers
+    /// and the webhook deliverer; the number of objects committed.
+    async fn commit(&self, group: Group) -> Result<usize, GroupFailure> {
+        let objects: Vec<SourceObject> = group.members.iter().map(|m| m.object.clone()).collect();
+        let (members, alerts) = tokio::task::spawn_blocking(move || group.commit())
+            .await
+            .map_err(|e| GroupFailure {
+                objects: objects.clone(),
+                error: Box::new(ObjectError::Task {
+                    uri: objects.first().map(|o| o.uri.clone()).unwrap_or_default(),
+                    message: e.to_string(),
+                }),
+            })??;
+        let s = &self.stats;
+        for member in &members {
+            let (object, e) = (&member.object, &member.entry);
+            self.forget_attempts(&object.uri);
+            if let Some(shared) = &self.shared
+                && e.status == ObjectStatus::Ingested
+                && let Err(err) = shared.mark_ingested(&object.uri, &object.version).await
+            {
+                // Only costs another worker a redo with the same result.
+                tracing::warn!(uri = %object.uri, error = %err, "could not mark the object as ingested for other workers");
+            }
+            if member.digest {
+                s.digests.fetch_add(1, Ordering::Relaxed);
+            }
+            if e.status == ObjectStatus::Skipped {
+                s.objects_skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            s.objects_ingested.fetch_add(1, Ordering::Relaxed);
+            s.newest_ingested_micros
+                .fetch_max(object.modified_micros, Ordering::Relaxed);
+            s.cloudtrail_rows
+                .fetch_add(e.cloudtrail_rows, Ordering::Relaxed);
+            s.mongodb_audit_rows
+                .fetch_add(e.mongodb_audit_rows, Ordering::Relaxed);
+            s.rejected_rows
+                .fetch_add(e.rejected_rows, Ordering::Relaxed);
+            s.duplicate_events
+                .fetch_add(e.duplicate_events, Ordering::Relaxed);
+            tracing::debug!(uri = %object.uri, cloudtrail = e.cloudtrail_rows, mongodb_audit = e.mongodb_audit_rows,
+                rejected = e.rejected_rows, duplicates = e.duplicate_events, alerts = e.alerts, files = e.files.len(), "object ingested");
+        }
+        if !alerts.is_empty() {
+            s.alerts.fetch_add(alerts.len() as u64, Ordering::Relaxed);
+            for alert in &alerts {
+                tracing::warn!(rule = %alert.rule_id, severity = alert.severity.as_str(), alert_id = %alert.alert_id, summary = %alert.summary, "alert");
+            }
+            if let Some(d) = &self.detection {
+                d.wake.notify_one();
+            }
+        }
+        Ok(members.len())
+    }
+
+    /// Counts the failure of every object of a failed group; how many there were.
+    fn group_failed(&self, source_name: &str, failure: GroupFailure) -> usize {
+        for object in &failure.objects {
+            self.object_failed(source_name, object, &failure.error);
+        }
+        failure.objects.len()
+    }
+
+    /// Logs and counts one object's failed attempt, recording it as failed after
+    /// [`MAX_ATTEMPTS`] (at once when it vanished: no retry can bring it back).
+    fn object_failed(&self, source_name: &str, object: &SourceObject, error: &ObjectError) {
+        self.stats.object_errors.fetch_add(1, Ordering::Relaxed);
+        self.stats.count_error(error.kind());
+        let attempts = self.count_attempt(&object.uri);
+        tracing::warn!(source = source_name, key = %object.key, uri = %object.uri, kind = error.kind(), attempts, error = %error, "object not ingested");
+        let gone = matches!(error, ObjectError::Fetch(SourceError::Gone { .. }));
+        if gone || attempts >= MAX_ATTEMPTS {
+            self.record_failure(object, error);
+        }
+    }
+
+    /// Fetches and decodes `object`, or notes why it is skipped.
+    async fn prepare(
         &self,
         source: &dyn LogSource,
         object: &SourceObject,
-    ) -> Result<(), ObjectError> {
+    ) -> Result<Prepared, ObjectError> {
         if let Some(shared) = &self.shared
             && shared
                 .ingested_elsewhere(&object.uri, &object.version)
                 .await?
         {
-            return self.record_skipped(object, "ingested_elsewhere").await;
+            return Ok(skipped(object, "ingested_elsewhere", false));
         }
         let kind = source.classify(&object.key);
         if kind.format().is_none() {
@@ -449,136 +918,54 @@ impl Pipeline {
             } else {
                 tracing::debug!(uri = %object.uri, kind = kind.label(), "object skipped: not an event log");
             }
-            if kind == ObjectKind::CloudTrailDigest {
-                self.stats.digests.fetch_add(1, Ordering::Relaxed);
-            }
-            return self.record_skipped(object, kind.label()).await;
+            let digest = kind == ObjectKind::CloudTrailDigest;
+            return Ok(skipped(object, kind.label(), digest));
         }
         let bytes = source.fetch(object).await?;
-        self.process_and_commit(object, kind, bytes, Vec::new())
-            .await
+        self.prepare_bytes(object, kind, bytes, Vec::new()).await
     }
 
-    /// Records `object` as skipped (not decoded), with `label` saying why.
-    async fn record_skipped(&self, object: &SourceObject, label: &str) -> Result<(), ObjectError> {
-        let entry = ObjectEntry {
-            version: object.version.clone(),
-            kind: label.to_owned(),
-            status: ObjectStatus::Skipped,
-            ..empty_entry()
-        };
-        self.commit_blocking(object.uri.clone(), entry, Vec::new())
-            .await?;
-        self.stats.objects_skipped.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Decodes, writes and commits one object's bytes (with `cursors` in the same transaction).
-    async fn process_and_commit(
+    /// Decodes one object's bytes on a blocking thread, first removing the rows an earlier
+    /// version of it left in the lake, and keeps only the CloudTrail events it owns.
+    async fn prepare_bytes(
         &self,
         object: &SourceObject,
         kind: ObjectKind,
         bytes: Vec<u8>,
         cursors: Vec<(String, Vec<u8>)>,
-    ) -> Result<(), ObjectError> {
+    ) -> Result<Prepared, ObjectError> {
         let Some(format) = kind.format() else {
-            return Ok(());
+            return Ok(skipped(object, kind.label(), false));
         };
         self.stats
             .bytes_read
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-
         let ledger = self.ledger.clone();
         let writer = self.writer.clone();
         let limits = self.limits;
         let task_object = object.clone();
-        let detection = self.detection.clone();
         let shared = self.shared.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now().timestamp_micros();
-            let outcome = process(
+            let mut prepared = decode_object(
                 &ledger,
                 shared.as_deref(),
                 &writer,
-                detection.as_ref(),
                 limits,
-                &task_object,
+                task_object,
                 kind,
                 format,
                 &bytes,
                 now,
             )?;
-            let ids: Vec<&str> = outcome.event_ids.iter().map(String::as_str).collect();
-            ledger.commit_with(&task_object.uri, &outcome.entry, &ids, &|tx| {
-                crate::ledger::put_cursors(tx, &cursors)?;
-                match &detection {
-                    Some(d) => d.persist(tx, &outcome.alerts, now),
-                    None => Ok(()),
-                }
-            })?;
-            Ok::<_, ObjectError>(outcome)
+            prepared.cursors = cursors;
+            Ok(prepared)
         })
         .await
         .map_err(|e| ObjectError::Task {
             uri: object.uri.clone(),
             message: e.to_string(),
-        })??;
-
-        if let Some(shared) = &self.shared
-            && let Err(e) = shared.mark_ingested(&object.uri, &object.version).await
-        {
-            // Only costs another worker a redo with the same result.
-            tracing::warn!(uri = %object.uri, error = %e, "could not mark the object as ingested for other workers");
-        }
-        let s = &self.stats;
-        let e = &outcome.entry;
-        if outcome.digest {
-            s.digests.fetch_add(1, Ordering::Relaxed);
-        }
-        if !outcome.alerts.is_empty() {
-            s.alerts
-                .fetch_add(outcome.alerts.len() as u64, Ordering::Relaxed);
-            for alert in &outcome.alerts {
-                tracing::warn!(rule = %alert.rule_id, severity = alert.severity.as_str(), alert_id = %alert.alert_id, summary = %alert.summary, "alert");
-            }
-            if let Some(d) = &self.detection {
-                d.wake.notify_one();
-            }
-        }
-        s.objects_ingested.fetch_add(1, Ordering::Relaxed);
-        s.newest_ingested_micros
-            .fetch_max(object.modified_micros, Ordering::Relaxed);
-        s.cloudtrail_rows
-            .fetch_add(e.cloudtrail_rows, Ordering::Relaxed);
-        s.mongodb_audit_rows
-            .fetch_add(e.mongodb_audit_rows, Ordering::Relaxed);
-        s.rejected_rows
-            .fetch_add(e.rejected_rows, Ordering::Relaxed);
-        s.duplicate_events
-            .fetch_add(e.duplicate_events, Ordering::Relaxed);
-        tracing::debug!(uri = %object.uri, cloudtrail = e.cloudtrail_rows, mongodb_audit = e.mongodb_audit_rows,
-            rejected = e.rejected_rows, duplicates = e.duplicate_events, files = e.files.len(), "object ingested");
-        Ok(())
-    }
-
-    async fn commit_blocking(
-        &self,
-        uri: String,
-        entry: ObjectEntry,
-        ids: Vec<String>,
-    ) -> Result<(), ObjectError> {
-        let ledger = self.ledger.clone();
-        let task_uri = uri.clone();
-        tokio::task::spawn_blocking(move || {
-            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-            ledger.commit(&task_uri, &entry, &ids)
-        })
-        .await
-        .map_err(|e| ObjectError::Task {
-            uri,
-            message: e.to_string(),
         })?
-        .map_err(ObjectError::from)
     }
 
     fn count_attempt(&self, uri: &str) -> u32 {
@@ -615,6 +1002,52 @@ impl Pipeline {
     }
 }
 
+/// Objects one call of [`Pipeline::ingest_objects`] has taken, released when it ends.
+struct InFlight<'p> {
+    set: &'p Mutex<HashSet<String>>,
+    objects: Vec<SourceObject>,
+}
+
+impl<'p> InFlight<'p> {
+    /// Takes those of `objects` no other call has, leaving the others to it.
+    fn take(set: &'p Mutex<HashSet<String>>, objects: Vec<SourceObject>) -> Self {
+        let mut busy = set.lock().unwrap_or_else(|p| p.into_inner());
+        let objects = objects
+            .into_iter()
+            .filter(|o| busy.insert(o.uri.clone()))
+            .collect();
+        InFlight { set, objects }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        for object in &self.objects {
+            busy.remove(&object.uri);
+        }
+    }
+}
+
+/// An object recorded without decoding, `label` saying why.
+fn skipped(object: &SourceObject, label: &str, digest: bool) -> Prepared {
+    Prepared {
+        object: object.clone(),
+        entry: ObjectEntry {
+            version: object.version.clone(),
+            kind: label.to_owned(),
+            status: ObjectStatus::Skipped,
+            ..empty_entry()
+        },
+        decoded: Decoded {
+            digest,
+            ..Decoded::default()
+        },
+        claims: Vec::new(),
+        cursors: Vec::new(),
+    }
+}
+
 fn empty_entry() -> ObjectEntry {
     ObjectEntry {
         version: String::new(),
@@ -630,20 +1063,32 @@ fn empty_entry() -> ObjectEntry {
     }
 }
 
-/// Decode, dedupe, detect and write one object; the blocking half of [`Pipeline::try_ingest`].
+/// Decodes and deduplicates one object; the blocking half of [`Pipeline::prepare_bytes`].
 #[allow(clippy::too_many_arguments)]
-fn process(
+fn decode_object(
     ledger: &Ledger,
     shared: Option<&SharedLake>,
     writer: &LakeWriter,
-    detection: Option<&Detection>,
     limits: DecodeLimits,
-    object: &SourceObject,
+    object: SourceObject,
     kind: ObjectKind,
     format: decode::Format,
     bytes: &[u8],
     now_micros: i64,
-) -> Result<Outcome, ObjectError> {
+) -> Result<Prepared, ObjectError> {
+    // A new version replaces the rows of the one ingested before (idempotent, so a crash
+    // before this object's commit just repeats it).
+    if let Some(earlier) = ledger.entry(&object.uri)?
+        && earlier.version != object.version
+        && !earlier.files.is_empty()
+    {
+        writer
+            .remove_rows_of(&object.uri, &earlier.files)
+            .map_err(|source| ObjectError::Write {
+                uri: object.uri.clone(),
+                source,
+            })?;
+    }
     let atlas = match &kind {
         ObjectKind::AtlasAudit(ctx) => Some(ctx.clone()),
         _ => None,
@@ -653,70 +1098,37 @@ fn process(
         ingested_at_micros: now_micros,
         atlas,
     };
-    let decoded: Decoded =
+    let mut decoded: Decoded =
         decode::decode_object(format, bytes, &ctx, limits).map_err(|source| {
             ObjectError::Decode {
                 uri: object.uri.clone(),
                 source,
             }
         })?;
-
+    let rows = |b: &Option<RecordBatch>| b.as_ref().map_or(0, |b| b.num_rows() as u64);
     let mut entry = ObjectEntry {
         version: object.version.clone(),
         kind: kind.label().to_owned(),
         bytes: bytes.len() as u64,
         ..empty_entry()
     };
-    let mut event_ids = Vec::new();
-    let stem = lake::file_stem(&object.uri);
-    let write =
-        |table: &str, batch: &RecordBatch, entry: &mut ObjectEntry| -> Result<u64, ObjectError> {
-            let files = writer
-                .write(table, batch, &stem, object.modified_micros)
-                .map_err(|source| ObjectError::Write {
-                    uri: object.uri.clone(),
-                    source,
-                })?;
-            entry
-                .files
-                .extend(files.into_iter().map(|f| f.relative_path));
-            Ok(batch.num_rows() as u64)
-        };
-
-    let mut alerts = Vec::new();
-    if let Some(batch) = &decoded.cloudtrail {
-        let (kept, ids, duplicates) =
-            drop_duplicate_events(ledger, shared, &object.uri, batch, object.modified_micros)?;
+    let mut claims = Vec::new();
+    if let Some(batch) = decoded.cloudtrail.take() {
+        let (kept, keys, duplicates) =
+            drop_duplicate_events(ledger, shared, &object.uri, &batch, object.modified_micros)?;
         entry.duplicate_events = duplicates;
-        event_ids = ids;
-        if let Some(d) = detection {
-            alerts.extend(d.observe(schema::CLOUDTRAIL, &kept, now_micros));
-        }
-        entry.cloudtrail_rows = write(schema::CLOUDTRAIL, &kept, &mut entry)?;
+        claims = keys;
+        decoded.cloudtrail = Some(kept);
     }
-    if let Some(batch) = &decoded.mongodb_audit {
-        if let Some(d) = detection {
-            alerts.extend(d.observe(schema::MONGODB_AUDIT, batch, now_micros));
-        }
-        entry.mongodb_audit_rows = write(schema::MONGODB_AUDIT, batch, &mut entry)?;
-    }
-    if !alerts.is_empty() {
-        let batch =
-            auditlake_detect::alert::to_batch(&alerts).map_err(|source| ObjectError::Arrow {
-                uri: object.uri.clone(),
-                action: "building alert rows",
-                source,
-            })?;
-        entry.alerts = write(schema::ALERTS, &batch, &mut entry)?;
-    }
-    if let Some(batch) = &decoded.rejected {
-        entry.rejected_rows = write(schema::REJECTED, batch, &mut entry)?;
-    }
-    Ok(Outcome {
+    entry.cloudtrail_rows = rows(&decoded.cloudtrail);
+    entry.mongodb_audit_rows = rows(&decoded.mongodb_audit);
+    entry.rejected_rows = rows(&decoded.rejected);
+    Ok(Prepared {
+        object,
         entry,
-        event_ids,
-        digest: decoded.digest,
-        alerts,
+        decoded,
+        claims,
+        cursors: Vec::new(),
     })
 }
 

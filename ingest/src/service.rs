@@ -44,6 +44,8 @@ pub enum ServiceError {
     },
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
+    #[error("deleting files of an uncommitted group: {0}")]
+    Recover(#[from] crate::pipeline::ObjectError),
     #[error(transparent)]
     Lake(#[from] crate::lake::writer::WriteError),
     #[error("source {0}")]
@@ -130,6 +132,7 @@ pub async fn open_pipeline(config: &Config) -> Result<Ingestion, ServiceError> {
     if config.shared_lake {
         pipeline = pipeline.with_shared(Arc::new(SharedLake::new(&root)?));
     }
+    pipeline.recover().await?;
     let pipeline = Arc::new(pipeline);
     let mut sources = Vec::new();
     let mut streams = Vec::new();

@@ -1,15 +1,18 @@
-//! Writes one object's batch of a table into partitioned, sorted Parquet files.
+//! Writes batches of a table into partitioned Parquet files: one file per table and partition
+//! for a commit group of objects, published only when complete.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, TimestampMicrosecondArray};
-use arrow::compute::{SortOptions, sort_to_indices, take_record_batch};
+use arrow::array::{Array, BooleanArray, StringArray, TimestampMicrosecondArray};
+use arrow::compute::{SortOptions, filter_record_batch, sort_to_indices, take_record_batch};
+use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use auditlake_query::LakeRoot;
@@ -108,15 +111,305 @@ impl LakeWriter {
         &self.root
     }
 
-    /// Writes `batch` of `table` as one file per partition, named `<stem>.parquet`, rows sorted by
-    /// time; rows without a time go to the partition of `fallback_micros`.
-    pub fn write(
+    /// Opens a set of files named `<stem>.parquet`, one per table and partition that rows are
+    /// appended to; see [`GroupFiles`].
+    pub fn open_group(&self, stem: String) -> GroupFiles {
+        GroupFiles {
+            root: self.root.clone(),
+            stem,
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// Deletes lake files (relative paths) and, in a local lake, their temporary names; files
+    /// already gone are fine. Used to undo files of a group that was never committed.
+    pub fn discard(&self, relative_paths: &[String]) -> Result<(), WriteError> {
+        self.delete(relative_paths, true)
+    }
+
+    /// Deletes what a group wrote before publishing: the temporary names of local files
+    /// (object store files are only put on publish).
+    pub fn discard_unpublished(&self, relative_paths: &[String]) -> Result<(), WriteError> {
+        self.delete(relative_paths, false)
+    }
+
+    fn delete(&self, relative_paths: &[String], published: bool) -> Result<(), WriteError> {
+        match &self.root {
+            LakeRoot::Local(root) => {
+                for relative in relative_paths {
+                    let path = root.join(relative);
+                    let candidates = if published {
+                        vec![temp_path(&path), path]
+                    } else {
+                        vec![temp_path(&path)]
+                    };
+                    for candidate in candidates {
+                        match std::fs::remove_file(&candidate) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(io("deleting", &candidate)(e)),
+                        }
+                    }
+                }
+                Ok(())
+            }
+            LakeRoot::Store { .. } if !published => Ok(()),
+            LakeRoot::Store { url, store } => {
+                for relative in relative_paths {
+                    let location = store_path(url, relative);
+                    match tokio::runtime::Handle::current().block_on(store.delete(&location)) {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(source) => {
+                            return Err(WriteError::Store {
+                                path: format!("{url}{relative}"),
+                                source,
+                            });
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes the rows that came from `source_uri` from the lake files `relative_paths`
+    /// (rewriting each file without them, or deleting it when none remain), so that a new
+    /// version of an object replaces the rows of the version ingested before. Files of tables
+    /// without a `source_uri` column (alerts) are left alone. Repeating it changes nothing.
+    pub fn remove_rows_of(
         &self,
+        source_uri: &str,
+        relative_paths: &[String],
+    ) -> Result<(), WriteError> {
+        for relative in relative_paths {
+            let table = relative.split('/').next().unwrap_or_default();
+            if schema::file_schema(table).is_none_or(|s| s.column_with_name("source_uri").is_none())
+            {
+                continue;
+            }
+            let Some(bytes) = self.read(relative)? else {
+                continue;
+            };
+            let parquet_err = |source| WriteError::Parquet {
+                path: relative.clone(),
+                source,
+            };
+            let arrow_err = |source| WriteError::Arrow {
+                table: table.to_owned(),
+                source,
+            };
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .and_then(|b| b.build())
+                .map_err(parquet_err)?;
+            let mut kept = Vec::new();
+            let mut removed = 0;
+            for batch in reader {
+                let batch = batch.map_err(arrow_err)?;
+                let uris = batch
+                    .column_by_name("source_uri")
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+                let Some(uris) = uris else {
+                    kept.push(batch);
+                    continue;
+                };
+                let others: BooleanArray =
+                    uris.iter().map(|u| Some(u != Some(source_uri))).collect();
+                removed += batch.num_rows() - others.true_count();
+                kept.push(filter_record_batch(&batch, &others).map_err(arrow_err)?);
+            }
+            if removed == 0 {
+                continue;
+            }
+            if kept.iter().all(|b| b.num_rows() == 0) {
+                self.discard(std::slice::from_ref(relative))?;
+                continue;
+            }
+            let mut file = OpenFile::create(&self.root, relative.clone(), kept[0].schema())?;
+            for batch in kept.iter().filter(|b| b.num_rows() > 0) {
+                file.write(batch)?;
+            }
+            let finished = FinishedGroup {
+                root: self.root.clone(),
+                files: vec![file.finish()?],
+            };
+            finished.publish()?;
+        }
+        Ok(())
+    }
+
+    /// The bytes of a lake file, `None` if it does not exist.
+    fn read(&self, relative: &str) -> Result<Option<bytes::Bytes>, WriteError> {
+        match &self.root {
+            LakeRoot::Local(root) => {
+                let path = root.join(relative);
+                match std::fs::read(&path) {
+                    Ok(bytes) => Ok(Some(bytes.into())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io("reading", &path)(e)),
+                }
+            }
+            LakeRoot::Store { url, store } => {
+                let location = store_path(url, relative);
+                let store_err = |source| WriteError::Store {
+                    path: format!("{url}{relative}"),
+                    source,
+                };
+                let handle = tokio::runtime::Handle::current();
+                match handle.block_on(store.get(&location)) {
+                    Ok(result) => Ok(Some(handle.block_on(result.bytes()).map_err(store_err)?)),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(source) => Err(store_err(source)),
+                }
+            }
+        }
+    }
+}
+
+/// The location of a lake file in an object store lake rooted at `url`.
+fn store_path(url: &url::Url, relative: &str) -> object_store::path::Path {
+    object_store::path::Path::from(format!("{}{relative}", url.path().trim_start_matches('/')))
+}
+
+/// The name a local lake file is written under before it is renamed into place.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// Where an open file's bytes go until it is published.
+enum Sink {
+    /// A local temporary file, renamed into place on publish.
+    Local { file: File, temp: PathBuf },
+    /// Memory, put to the object store on publish (one PUT: whole or nothing).
+    Memory(Vec<u8>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Local { file, .. } => file.write(buf),
+            Sink::Memory(bytes) => bytes.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Local { file, .. } => file.write_all(buf),
+            Sink::Memory(bytes) => bytes.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Local { file, .. } => file.flush(),
+            Sink::Memory(_) => Ok(()),
+        }
+    }
+}
+
+/// One Parquet file being written.
+struct OpenFile {
+    relative: String,
+    writer: ArrowWriter<Sink>,
+    rows: usize,
+}
+
+impl OpenFile {
+    /// Creates the file `relative` (locally under its temporary name).
+    fn create(
+        root: &LakeRoot,
+        relative: String,
+        schema: arrow::datatypes::SchemaRef,
+    ) -> Result<Self, WriteError> {
+        let sink = match root {
+            LakeRoot::Local(root) => {
+                let path = root.join(&relative);
+                let dir = path.parent().unwrap_or(root).to_path_buf();
+                std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+                let temp = temp_path(&path);
+                let file = File::create(&temp).map_err(io("creating", &temp))?;
+                Sink::Local { file, temp }
+            }
+            LakeRoot::Store { .. } => Sink::Memory(Vec::new()),
+        };
+        let properties = properties(&schema);
+        let writer = ArrowWriter::try_new(sink, schema, Some(properties)).map_err(|source| {
+            WriteError::Parquet {
+                path: relative.clone(),
+                source,
+            }
+        })?;
+        Ok(OpenFile {
+            relative,
+            writer,
+            rows: 0,
+        })
+    }
+
+    /// Writes the footer (and syncs a local file); the file is then ready to publish.
+    fn finish(self) -> Result<(WrittenFile, Sink), WriteError> {
+        let sink = self
+            .writer
+            .into_inner()
+            .map_err(|source| WriteError::Parquet {
+                path: self.relative.clone(),
+                source,
+            })?;
+        if let Sink::Local { file, temp } = &sink {
+            file.sync_all().map_err(io("syncing", temp))?;
+        }
+        let written = WrittenFile {
+            relative_path: self.relative,
+            rows: self.rows,
+        };
+        Ok((written, sink))
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {
+        self.writer
+            .write(batch)
+            .map_err(|source| WriteError::Parquet {
+                path: self.relative.clone(),
+                source,
+            })?;
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+}
+
+/// The files of one commit group: rows of several objects stream into one Parquet file per
+/// table and partition (row groups are flushed as they fill, so memory holds at most one
+/// encoded row group per open file). Nothing is visible in the lake until
+/// [`GroupFiles::finish`] then [`FinishedGroup::publish`]; dropping the group instead leaves at
+/// most temporary files, which [`LakeWriter::discard`] of their paths removes.
+pub struct GroupFiles {
+    root: LakeRoot,
+    stem: String,
+    open: BTreeMap<(String, Partition), OpenFile>,
+}
+
+impl std::fmt::Debug for GroupFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupFiles")
+            .field("stem", &self.stem)
+            .field("files", &self.open.len())
+            .finish()
+    }
+}
+
+impl GroupFiles {
+    /// Appends `batch` of `table`, each row to its partition's file (rows without a time to
+    /// the partition of `fallback_micros`), each partition's rows sorted by time. Returns the
+    /// files the rows went to, relative to the lake root.
+    pub fn append(
+        &mut self,
         table: &str,
         batch: &RecordBatch,
-        stem: &str,
         fallback_micros: i64,
-    ) -> Result<Vec<WrittenFile>, WriteError> {
+    ) -> Result<Vec<String>, WriteError> {
         if batch.num_rows() == 0 {
             return Ok(Vec::new());
         }
@@ -128,7 +421,7 @@ impl LakeWriter {
         };
 
         // One sort by time (rows without one first, as the fallback partition's) and one copy;
-        // each partition is then a contiguous slice of the sorted rows.
+        // each partition is then a contiguous run of the sorted rows.
         let order = sort_to_indices(
             times,
             Some(SortOptions {
@@ -140,7 +433,6 @@ impl LakeWriter {
         .map_err(arrow_err)?;
         let sorted = take_record_batch(batch, &order).map_err(arrow_err)?;
         let sorted_times = time_array(&sorted, table, column)?;
-        let time_index = sorted.schema().index_of(column).map_err(arrow_err)?;
         let micros_of = |row: usize| {
             if sorted_times.is_null(row) {
                 fallback_micros
@@ -148,8 +440,7 @@ impl LakeWriter {
                 sorted_times.value(row)
             }
         };
-        // Rows without a time land in the fallback partition, which may also hold timed rows.
-        let mut partitions: BTreeMap<Partition, Vec<(usize, usize)>> = BTreeMap::new();
+        let mut touched = Vec::new();
         let mut start = 0;
         while start < sorted.num_rows() {
             let partition = Partition::of_micros(micros_of(start));
@@ -157,68 +448,116 @@ impl LakeWriter {
             while end < sorted.num_rows() && Partition::of_micros(micros_of(end)) == partition {
                 end += 1;
             }
-            partitions
-                .entry(partition)
-                .or_default()
-                .push((start, end - start));
+            let file = match self.open.entry((table.to_owned(), partition)) {
+                std::collections::btree_map::Entry::Occupied(open) => open.into_mut(),
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    let relative = format!("{table}/{}/{}.parquet", slot.key().1.path(), self.stem);
+                    slot.insert(OpenFile::create(&self.root, relative, sorted.schema())?)
+                }
+            };
+            file.write(&sorted.slice(start, end - start))?;
+            if !touched.contains(&file.relative) {
+                touched.push(file.relative.clone());
+            }
             start = end;
         }
-
-        let mut written = Vec::with_capacity(partitions.len());
-        for (partition, ranges) in partitions {
-            let part = if let [(offset, length)] = ranges[..] {
-                sorted.slice(offset, length)
-            } else {
-                let slices: Vec<RecordBatch> = ranges
-                    .iter()
-                    .map(|&(offset, length)| sorted.slice(offset, length))
-                    .collect();
-                arrow::compute::concat_batches(&sorted.schema(), &slices).map_err(arrow_err)?
-            };
-            let relative = format!("{table}/{}/{stem}.parquet", partition.path());
-            self.write_file(&relative, &part, time_index)?;
-            written.push(WrittenFile {
-                relative_path: relative,
-                rows: part.num_rows(),
-            });
-        }
-        Ok(written)
+        Ok(touched)
     }
 
-    fn write_file(
-        &self,
-        relative: &str,
-        batch: &RecordBatch,
-        time_index: usize,
-    ) -> Result<(), WriteError> {
-        match &self.root {
-            LakeRoot::Local(root) => write_local(root, relative, batch, time_index),
-            LakeRoot::Store { url, store } => {
-                let location = format!("{}{relative}", url.path().trim_start_matches('/'));
-                let parquet_err = |source| WriteError::Parquet {
-                    path: location.clone(),
-                    source,
+    /// Rows appended so far.
+    pub fn rows(&self) -> usize {
+        self.open.values().map(|f| f.rows).sum()
+    }
+
+    /// Bytes held in memory: encoded row groups not yet flushed, and whole files bound for an
+    /// object store.
+    pub fn buffered_bytes(&self) -> usize {
+        self.open
+            .values()
+            .map(|f| {
+                let held = match f.writer.inner() {
+                    Sink::Memory(bytes) => bytes.len(),
+                    Sink::Local { .. } => 0,
                 };
-                let mut writer = ArrowWriter::try_new(
-                    Vec::new(),
-                    batch.schema(),
-                    Some(properties(batch, time_index)),
-                )
-                .map_err(parquet_err)?;
-                writer.write(batch).map_err(parquet_err)?;
-                let bytes = writer.into_inner().map_err(parquet_err)?;
-                // One PUT: the object appears whole or not at all, and is durable once answered.
-                // Called on a blocking thread of the runtime (the pipeline's decode task).
-                let path = object_store::path::Path::from(location.as_str());
-                tokio::runtime::Handle::current()
-                    .block_on(store.put(&path, bytes.into()))
-                    .map_err(|source| WriteError::Store {
-                        path: format!("{url}{relative}"),
-                        source,
-                    })?;
-                Ok(())
+                f.writer.memory_size() + held
+            })
+            .sum()
+    }
+
+    /// The files opened so far, relative to the lake root.
+    pub fn paths(&self) -> Vec<String> {
+        self.open.values().map(|f| f.relative.clone()).collect()
+    }
+
+    /// Completes every file (footers written; local files synced under their temporary names).
+    pub fn finish(self) -> Result<FinishedGroup, WriteError> {
+        let files = self
+            .open
+            .into_values()
+            .map(OpenFile::finish)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FinishedGroup {
+            root: self.root,
+            files,
+        })
+    }
+}
+
+/// The complete files of a group, not yet in the lake.
+pub struct FinishedGroup {
+    root: LakeRoot,
+    files: Vec<(WrittenFile, Sink)>,
+}
+
+impl std::fmt::Debug for FinishedGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FinishedGroup")
+            .field("files", &self.files())
+            .finish()
+    }
+}
+
+impl FinishedGroup {
+    /// The files, relative to the lake root, with their rows.
+    pub fn files(&self) -> Vec<WrittenFile> {
+        self.files.iter().map(|(f, _)| f.clone()).collect()
+    }
+
+    /// Puts every file in place: local files renamed then their folders synced, so each is
+    /// durable on return; object store files put whole, one PUT each.
+    pub fn publish(self) -> Result<(), WriteError> {
+        let mut folders = Vec::new();
+        for (file, sink) in self.files {
+            match (sink, &self.root) {
+                (Sink::Local { file: f, temp }, LakeRoot::Local(root)) => {
+                    drop(f);
+                    let path = root.join(&file.relative_path);
+                    std::fs::rename(&temp, &path).map_err(io("renaming into place", &path))?;
+                    let dir = path.parent().unwrap_or(root).to_path_buf();
+                    if !folders.contains(&dir) {
+                        folders.push(dir);
+                    }
+                }
+                (Sink::Memory(bytes), LakeRoot::Store { url, store }) => {
+                    // Called on a blocking thread of the runtime (the pipeline's commit task).
+                    let location = store_path(url, &file.relative_path);
+                    tokio::runtime::Handle::current()
+                        .block_on(store.put(&location, bytes.into()))
+                        .map_err(|source| WriteError::Store {
+                            path: format!("{url}{}", file.relative_path),
+                            source,
+                        })?;
+                }
+                (_, _) => unreachable!("a group's sinks match its root"),
             }
         }
+        // The renames are durable only once the directory entries are.
+        for dir in folders {
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io("syncing folder", &dir))?;
+        }
+        Ok(())
     }
 }
 
@@ -237,64 +576,197 @@ fn time_array<'b>(
         })
 }
 
-/// Writes one file of a local lake: temporary name, sync, rename, sync the folder.
-fn write_local(
-    root: &Path,
-    relative: &str,
-    batch: &RecordBatch,
-    time_index: usize,
-) -> Result<(), WriteError> {
-    let path = root.join(relative);
-    let dir = path.parent().unwrap_or(root).to_path_buf();
-    std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{file_name}.tmp"));
-
-    let file = File::create(&temp).map_err(io("creating", &temp))?;
-    let parquet_err = |source| WriteError::Parquet {
-        path: temp.display().to_string(),
-        source,
-    };
-    let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(properties(batch, time_index)))
-            .map_err(parquet_err)?;
-    writer.write(batch).map_err(parquet_err)?;
-    let file = writer.into_inner().map_err(parquet_err)?;
-    file.sync_all().map_err(io("syncing", &temp))?;
-    drop(file);
-    std::fs::rename(&temp, &path).map_err(io("renaming into place", &path))?;
-    // The rename is durable only once the directory entry is.
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("syncing folder", &dir))?;
-    Ok(())
-}
-
-fn properties(batch: &RecordBatch, time_index: usize) -> WriterProperties {
+fn properties(schema: &Schema) -> WriterProperties {
+    // Each appended batch is sorted by time, a file of several objects is not: no sorting
+    // columns are declared; page statistics still bound each page's times.
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_sorting_columns(Some(vec![SortingColumn {
-            column_idx: time_index as i32,
-            descending: false,
-            nulls_first: true,
-        }]));
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
     // A dictionary pays off for repeated values (sources, names, principals, addresses); for
     // columns nearly unique per row it is built, overflows and is thrown away for every page.
     for column in NEARLY_UNIQUE_COLUMNS {
-        if batch.schema().column_with_name(column).is_some() {
+        if schema.column_with_name(column).is_some() {
             builder = builder.set_column_dictionary_enabled(column.into(), false);
         }
     }
     // Point look-ups by id otherwise scan every row group.
     for id_column in ["event_id", "conn_uuid"] {
-        if batch.schema().column_with_name(id_column).is_some() {
+        if schema.column_with_name(id_column).is_some() {
             builder = builder.set_column_bloom_filter_enabled(id_column.into(), true);
         }
     }
     builder.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+
+    const HOUR: i64 = 3_600_000_000;
+
+    /// Rejected rows of `uri` at the given hours (the rejected table's time is `ingested_at`).
+    fn rows(uri: &str, hours: &[i64]) -> RecordBatch {
+        let schema = schema::file_schema(schema::REJECTED).expect("schema");
+        let n = hours.len();
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|field| -> ArrayRef {
+                match field.name().as_str() {
+                    "source_uri" => Arc::new(StringArray::from(vec![uri; n])),
+                    "source_index" | "raw_size" => Arc::new(Int64Array::from(vec![1; n])),
+                    "ingested_at" => Arc::new(
+                        TimestampMicrosecondArray::from(
+                            hours.iter().map(|h| h * HOUR).collect::<Vec<_>>(),
+                        )
+                        .with_timezone("UTC"),
+                    ),
+                    _ => arrow::array::new_null_array(field.data_type(), n),
+                }
+            })
+            .map(|c| {
+                if c.null_count() == n && !c.is_empty() {
+                    // Non-null columns get a value.
+                    match c.data_type() {
+                        arrow::datatypes::DataType::Utf8 => {
+                            Arc::new(StringArray::from(vec!["r"; n])) as ArrayRef
+                        }
+                        arrow::datatypes::DataType::Boolean => {
+                            Arc::new(BooleanArray::from(vec![false; n])) as ArrayRef
+                        }
+                        _ => c,
+                    }
+                } else {
+                    c
+                }
+            })
+            .collect();
+        RecordBatch::try_new(schema, columns).expect("batch")
+    }
+
+    fn read_uris(root: &Path, relative: &str) -> Vec<String> {
+        let file = File::open(root.join(relative)).expect("open");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.build())
+            .expect("reader");
+        let mut uris = Vec::new();
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let column = batch.column_by_name("source_uri").expect("source_uri");
+            let column = column.as_any().downcast_ref::<StringArray>().expect("utf8");
+            uris.extend(column.iter().map(|u| u.unwrap_or_default().to_owned()));
+        }
+        uris
+    }
+
+    fn parquet_files(root: &Path) -> Vec<String> {
+        let mut files: Vec<String> = walk(root)
+            .into_iter()
+            .filter_map(|p| {
+                let name = p.strip_prefix(root).ok()?.to_string_lossy().into_owned();
+                name.ends_with(".parquet").then_some(name)
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_group_writes_one_file_per_partition_and_nothing_before_publish() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = LakeWriter::create(LakeRoot::Local(dir.path().to_path_buf())).expect("writer");
+        let mut group = writer.open_group("g-1".into());
+        let first = group
+            .append(schema::REJECTED, &rows("a", &[500_001, 500_000]), 0)
+            .expect("append a");
+        let second = group
+            .append(schema::REJECTED, &rows("b", &[500_000]), 0)
+            .expect("append b");
+        assert_eq!(first.len(), 2);
+        assert_eq!(second.len(), 1);
+        assert_eq!(group.rows(), 3);
+        let finished = group.finish().expect("finish");
+        assert!(
+            parquet_files(dir.path()).is_empty(),
+            "nothing visible before publish"
+        );
+        finished.publish().expect("publish");
+        let files = parquet_files(dir.path());
+        assert_eq!(files.len(), 2, "{files:?}");
+        let both = files.iter().find(|f| second.contains(f)).expect("b's file");
+        assert_eq!(read_uris(dir.path(), both), ["a", "b"]);
+        assert!(
+            walk(dir.path())
+                .iter()
+                .all(|p| !p.to_string_lossy().ends_with(".tmp")),
+            "temporary names are gone"
+        );
+    }
+
+    #[test]
+    fn discard_deletes_published_and_temporary_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = LakeWriter::create(LakeRoot::Local(dir.path().to_path_buf())).expect("writer");
+        let mut published = writer.open_group("g-1".into());
+        published
+            .append(schema::REJECTED, &rows("a", &[500_000]), 0)
+            .expect("append");
+        let published_paths = published.paths();
+        published
+            .finish()
+            .expect("finish")
+            .publish()
+            .expect("publish");
+        let mut unfinished = writer.open_group("g-2".into());
+        unfinished
+            .append(schema::REJECTED, &rows("b", &[500_000]), 0)
+            .expect("append");
+        let unfinished_paths = unfinished.paths();
+        drop(unfinished);
+        assert_eq!(walk(dir.path()).len(), 2, "one file and one temporary file");
+        writer.discard(&published_paths).expect("discard");
+        writer.discard(&unfinished_paths).expect("discard");
+        writer
+            .discard(&unfinished_paths)
+            .expect("discarding again is fine");
+        assert!(walk(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn removing_an_objects_rows_keeps_the_others_and_deletes_emptied_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = LakeWriter::create(LakeRoot::Local(dir.path().to_path_buf())).expect("writer");
+        let mut group = writer.open_group("g-1".into());
+        let a_files = group
+            .append(schema::REJECTED, &rows("a", &[500_000, 500_001]), 0)
+            .expect("append a");
+        group
+            .append(schema::REJECTED, &rows("b", &[500_000]), 0)
+            .expect("append b");
+        group.finish().expect("finish").publish().expect("publish");
+        writer.remove_rows_of("a", &a_files).expect("remove");
+        writer.remove_rows_of("a", &a_files).expect("repeat");
+        let files = parquet_files(dir.path());
+        assert_eq!(files.len(), 1, "a's own file is gone: {files:?}");
+        assert_eq!(read_uris(dir.path(), &files[0]), ["b"]);
+    }
 }
