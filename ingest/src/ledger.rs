@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 /// Bytes of redb page cache.
-const LEDGER_CACHE_BYTES: usize = 64 << 20;
+const LEDGER_CACHE_BYTES: usize = 32 << 20;
 
 /// Event claims: [`claim_key`] → [`owner_hash`] of the object holding the event.
 const EVENT_CLAIMS: TableDefinition<&str, u64> = TableDefinition::new("cloudtrail_event_claims");
@@ -382,12 +382,20 @@ impl Ledger {
                 table
                     .insert(object.uri, bytes.as_slice())
                     .map_err(|e| store(action)(e.into()))?;
-                let owner = owner_hash(object.uri);
-                for key in object.claims {
-                    claims
-                        .insert(key.as_str(), owner)
-                        .map_err(|e| store(action)(e.into()))?;
-                }
+            }
+            // In key order, consecutive inserts land on the same leaf pages.
+            let mut owned: Vec<(&str, u64)> = objects
+                .iter()
+                .flat_map(|o| {
+                    let owner = owner_hash(o.uri);
+                    o.claims.iter().map(move |key| (key.as_str(), owner))
+                })
+                .collect();
+            owned.sort_unstable();
+            for (key, owner) in owned {
+                claims
+                    .insert(key, owner)
+                    .map_err(|e| store(action)(e.into()))?;
             }
             if let Some(stem) = stem {
                 tx.open_table(PUBLISHING)

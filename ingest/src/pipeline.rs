@@ -43,9 +43,9 @@ pub const MAX_ATTEMPTS: u32 = 5;
 /// in memory (or when its scan has nothing more). Large groups make few, large files (one per
 /// table and hour) and few ledger commits; the bounds keep memory and the claims held in flight
 /// small whatever the input.
-const GROUP_MAX_ROWS: usize = 512 * 1024;
+const GROUP_MAX_ROWS: usize = 128 * 1024;
 const GROUP_MAX_OBJECTS: usize = 4096;
-const GROUP_MAX_BUFFERED_BYTES: usize = 96 << 20;
+const GROUP_MAX_BUFFERED_BYTES: usize = 48 << 20;
 
 /// Why one object could not be ingested (this attempt).
 #[derive(Debug, thiserror::Error)]

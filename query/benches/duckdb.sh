@@ -9,7 +9,8 @@
 #   - auditlake: `auditlake serve` on the lake, queries POSTed to /v1/sql (JSON result);
 #   - DuckDB (from PyPI, pinned in ingest/benches/requirements.txt): read_parquet over the same
 #     files with Hive partitioning, fetched into Python; two threads, like the service;
-# each warm: one untimed run, then the best and median of three. Results of the two engines are
+# each warm: one untimed run, then the best and median of three. The ingest's CPU time and peak
+# RSS for the whole data set are printed too (the memory bound holds at this size). Results of the two engines are
 # compared (row counts and the first row) so a fast wrong answer cannot pass.
 # Set AUDITLAKE_BENCH_DIR to keep the generated data and lake between runs.
 set -euo pipefail
@@ -32,8 +33,8 @@ else
   trap 'rm -rf "$WORK"' EXIT
 fi
 
-if [ ! -f "$WORK/lake-$ROWS.done" ]; then
-  rm -rf "$WORK/data" "$WORK/lake"
+if [ ! -f "$WORK/data-$ROWS.done" ]; then
+  rm -rf "$WORK/data" "$WORK/lake" "$WORK"/lake-*.done
   per_day=1000000
   days=$(( (ROWS + per_day - 1) / per_day ))
   echo "generating $ROWS events over $days days..."
@@ -47,9 +48,22 @@ if [ ! -f "$WORK/lake-$ROWS.done" ]; then
     "$bin" sample generate --out "$work/data/$day" --day "$day" --seed "$((i + 1))" \
       --cloudtrail-records $((n / 2)) --audit-lines $((n - n / 2)) > /dev/null
     rm -f "$work/data/$day/MANIFEST.json"' generate "$BIN" "$WORK"
+  touch "$WORK/data-$ROWS.done"
+fi
+if [ ! -f "$WORK/lake-$ROWS.done" ]; then
+  rm -rf "$WORK/lake"
   echo "ingesting..."
-  "$BIN" ingest --lake "$WORK/lake" "$WORK/data" > /dev/null
+  # The whole data set in one run: its CPU time and peak memory are the ingest's at this size.
+  /usr/bin/time -f '%e %U %S %M' -o "$WORK/ingest.time" \
+    "$BIN" ingest --lake "$WORK/lake" "$WORK/data" > /dev/null
+  read -r wall user sys rss_kb < "$WORK/ingest.time"
+  python3 -c "
+rows, wall, cpu, rss = $ROWS, $wall, $user + $sys, $rss_kb / 1024
+print(f'ingest of {rows:,} events: {wall:.1f} s wall, {cpu:.1f} CPU-s, '
+      f'{rows / cpu:,.0f} events per CPU-second, peak RSS {rss:.0f} MiB')" | tee "$WORK/ingest.txt"
+  find "$WORK/lake" -name '*.parquet' | wc -l | xargs echo "lake files:" | tee -a "$WORK/ingest.txt"
   touch "$WORK/lake-$ROWS.done"
 fi
+cat "$WORK/ingest.txt"
 
 "$BENCH_PYTHON" query/benches/compare.py "$BIN" "$WORK/lake"

@@ -263,9 +263,14 @@ impl QueryEngine {
 
     /// Opens the lake at `root`, local or in an object store, with `limits` on each query.
     pub async fn open_root(root: &LakeRoot, limits: QueryLimits) -> Result<Self, QueryError> {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("auditlake", "lake");
+        // Audit questions filter on a few columns (event name, role, user): evaluate those
+        // first and decode the other columns only for the rows that pass.
+        let parquet = &mut config.options_mut().execution.parquet;
+        parquet.pushdown_filters = true;
+        parquet.reorder_filters = true;
         // The ingest side adds files all the time: list them on every query, never from a cache.
         let runtime = RuntimeEnvBuilder::new()
             .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))

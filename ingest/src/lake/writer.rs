@@ -40,6 +40,9 @@ const NEARLY_UNIQUE_COLUMNS: [&str; 14] = [
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
+/// Files a group keeps open at once (each holds its row group's encoded pages in memory).
+pub const MAX_OPEN_FILES: usize = 3;
+
 /// Lake write failures, each naming the file or table concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -118,6 +121,9 @@ impl LakeWriter {
             root: self.root.clone(),
             stem,
             open: BTreeMap::new(),
+            closed: Vec::new(),
+            opened: 0,
+            appends: 0,
         }
     }
 
@@ -315,6 +321,8 @@ struct OpenFile {
     relative: String,
     writer: ArrowWriter<Sink>,
     rows: usize,
+    /// The group's append count at this file's last append.
+    last_append: u64,
 }
 
 impl OpenFile {
@@ -346,6 +354,7 @@ impl OpenFile {
             relative,
             writer,
             rows: 0,
+            last_append: 0,
         })
     }
 
@@ -381,14 +390,22 @@ impl OpenFile {
 }
 
 /// The files of one commit group: rows of several objects stream into one Parquet file per
-/// table and partition (row groups are flushed as they fill, so memory holds at most one
-/// encoded row group per open file). Nothing is visible in the lake until
+/// table and partition. An open file holds its row group's encoded pages in memory, so at most
+/// [`MAX_OPEN_FILES`] stay open: appending to another partition completes the one used least
+/// recently (objects arrive in time order, so an hour left behind is seldom met again; if it
+/// is, a second file is opened for it). Nothing is visible in the lake until
 /// [`GroupFiles::finish`] then [`FinishedGroup::publish`]; dropping the group instead leaves at
 /// most temporary files, which [`LakeWriter::discard`] of their paths removes.
 pub struct GroupFiles {
     root: LakeRoot,
     stem: String,
     open: BTreeMap<(String, Partition), OpenFile>,
+    /// Files completed before the group was.
+    closed: Vec<(WrittenFile, Sink)>,
+    /// Files opened so far (names the next one).
+    opened: usize,
+    /// Appends so far (orders open files by last use).
+    appends: u64,
 }
 
 impl std::fmt::Debug for GroupFiles {
@@ -448,13 +465,23 @@ impl GroupFiles {
             while end < sorted.num_rows() && Partition::of_micros(micros_of(end)) == partition {
                 end += 1;
             }
-            let file = match self.open.entry((table.to_owned(), partition)) {
-                std::collections::btree_map::Entry::Occupied(open) => open.into_mut(),
-                std::collections::btree_map::Entry::Vacant(slot) => {
-                    let relative = format!("{table}/{}/{}.parquet", slot.key().1.path(), self.stem);
-                    slot.insert(OpenFile::create(&self.root, relative, sorted.schema())?)
-                }
+            let key = (table.to_owned(), partition);
+            if !self.open.contains_key(&key) {
+                self.make_room()?;
+                let name = match self.opened {
+                    0 => format!("{}.parquet", self.stem),
+                    n => format!("{}-{n}.parquet", self.stem),
+                };
+                self.opened += 1;
+                let relative = format!("{table}/{}/{name}", key.1.path());
+                let file = OpenFile::create(&self.root, relative, sorted.schema())?;
+                self.open.insert(key.clone(), file);
+            }
+            self.appends += 1;
+            let Some(file) = self.open.get_mut(&key) else {
+                unreachable!("the partition's file was opened above");
             };
+            file.last_append = self.appends;
             file.write(&sorted.slice(start, end - start))?;
             if !touched.contains(&file.relative) {
                 touched.push(file.relative.clone());
@@ -464,38 +491,57 @@ impl GroupFiles {
         Ok(touched)
     }
 
+    /// Completes the least recently used file if [`MAX_OPEN_FILES`] are open.
+    fn make_room(&mut self) -> Result<(), WriteError> {
+        if self.open.len() < MAX_OPEN_FILES {
+            return Ok(());
+        }
+        let oldest = self
+            .open
+            .iter()
+            .min_by_key(|(_, f)| f.last_append)
+            .map(|(k, _)| k.clone());
+        if let Some(file) = oldest.and_then(|k| self.open.remove(&k)) {
+            self.closed.push(file.finish()?);
+        }
+        Ok(())
+    }
+
     /// Rows appended so far.
     pub fn rows(&self) -> usize {
-        self.open.values().map(|f| f.rows).sum()
+        self.open.values().map(|f| f.rows).sum::<usize>()
+            + self.closed.iter().map(|(f, _)| f.rows).sum::<usize>()
     }
 
     /// Bytes held in memory: encoded row groups not yet flushed, and whole files bound for an
     /// object store.
     pub fn buffered_bytes(&self) -> usize {
+        let held = |sink: &Sink| match sink {
+            Sink::Memory(bytes) => bytes.len(),
+            Sink::Local { .. } => 0,
+        };
         self.open
             .values()
-            .map(|f| {
-                let held = match f.writer.inner() {
-                    Sink::Memory(bytes) => bytes.len(),
-                    Sink::Local { .. } => 0,
-                };
-                f.writer.memory_size() + held
-            })
+            .map(|f| f.writer.memory_size() + held(f.writer.inner()))
+            .chain(self.closed.iter().map(|(_, sink)| held(sink)))
             .sum()
     }
 
     /// The files opened so far, relative to the lake root.
     pub fn paths(&self) -> Vec<String> {
-        self.open.values().map(|f| f.relative.clone()).collect()
+        self.closed
+            .iter()
+            .map(|(f, _)| f.relative_path.clone())
+            .chain(self.open.values().map(|f| f.relative.clone()))
+            .collect()
     }
 
     /// Completes every file (footers written; local files synced under their temporary names).
     pub fn finish(self) -> Result<FinishedGroup, WriteError> {
-        let files = self
-            .open
-            .into_values()
-            .map(OpenFile::finish)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut files = self.closed;
+        for file in self.open.into_values() {
+            files.push(file.finish()?);
+        }
         Ok(FinishedGroup {
             root: self.root,
             files,
@@ -580,7 +626,7 @@ fn properties(schema: &Schema) -> WriterProperties {
     // Each appended batch is sorted by time, a file of several objects is not: no sorting
     // columns are declared; page statistics still bound each page's times.
     let mut builder = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
     // A dictionary pays off for repeated values (sources, names, principals, addresses); for
@@ -720,6 +766,35 @@ mod tests {
                 .all(|p| !p.to_string_lossy().ends_with(".tmp")),
             "temporary names are gone"
         );
+    }
+
+    #[test]
+    fn a_group_keeps_few_files_open_and_reopens_a_partition_met_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = LakeWriter::create(LakeRoot::Local(dir.path().to_path_buf())).expect("writer");
+        let mut group = writer.open_group("g".into());
+        let hours: Vec<i64> = (0..=MAX_OPEN_FILES as i64).map(|h| 500_000 + h).collect();
+        for hour in &hours {
+            group
+                .append(schema::REJECTED, &rows("a", &[*hour]), 0)
+                .expect("append");
+        }
+        assert_eq!(group.open.len(), MAX_OPEN_FILES);
+        assert_eq!(group.closed.len(), 1, "the first hour's file was completed");
+        let again = group
+            .append(schema::REJECTED, &rows("b", &[hours[0]]), 0)
+            .expect("append again");
+        assert_eq!(again.len(), 1);
+        assert!(
+            again[0].ends_with(&format!("g-{}.parquet", hours.len())),
+            "{again:?}"
+        );
+        assert_eq!(group.rows(), hours.len() + 1);
+        group.finish().expect("finish").publish().expect("publish");
+        let files = parquet_files(dir.path());
+        assert_eq!(files.len(), hours.len() + 1);
+        let total: usize = files.iter().map(|f| read_uris(dir.path(), f).len()).sum();
+        assert_eq!(total, hours.len() + 1, "every row once");
     }
 
     #[test]
