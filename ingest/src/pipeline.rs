@@ -780,39 +780,51 @@ impl Pipeline {
         )
     }
 
-    /// Adds `prepared` to `group` on a blocking thread; on failure the group is abandoned.
+    /// Adds `prepared` to `group` on a blocking thread; on failure (or panic) the group is
+    /// abandoned.
     async fn add_to(
         &self,
         mut group: Group,
         prepared: Prepared,
     ) -> (Group, Result<(), GroupFailure>) {
-        let uri = prepared.object.uri.clone();
-        let mut objects: Vec<SourceObject> =
-            group.members.iter().map(|m| m.object.clone()).collect();
-        objects.push(prepared.object.clone());
+        let object = prepared.object.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let result = group.add(prepared);
-            match result {
-                Ok(()) => (Some(group), None),
-                Err(failed) => {
-                    let (object, error) = *failed;
-                    let mut failure = group.abandon(error);
-                    failure.objects.push(object);
-                    (None, Some(failure))
+            // A panic while adding leaves the group half written: abandon it like an error,
+            // which deletes its files and restores the detector state.
+            let added =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| group.add(prepared)));
+            let (object, error) = match added {
+                Ok(Ok(())) => return Ok(group),
+                Ok(Err(failed)) => *failed,
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|m| (*m).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    let error = ObjectError::Task {
+                        uri: object.uri.clone(),
+                        message: format!("panicked: {message}"),
+                    };
+                    (object, error)
                 }
-            }
+            };
+            let mut failure = group.abandon(error);
+            failure.objects.push(object);
+            Err(failure)
         })
         .await;
         match joined {
-            Ok((Some(group), None)) => (group, Ok(())),
-            Ok((_, Some(failure))) => (self.new_group(), Err(failure)),
-            Ok((None, None)) => unreachable!("a group is either kept or abandoned"),
+            Ok(Ok(group)) => (group, Ok(())),
+            Ok(Err(failure)) => (self.new_group(), Err(failure)),
+            // Only when the runtime shuts down; the group's objects are not recorded, so a
+            // later run processes them.
             Err(e) => (
                 self.new_group(),
                 Err(GroupFailure {
-                    objects,
+                    objects: Vec::new(),
                     error: Box::new(ObjectError::Task {
-                        uri,
+                        uri: String::new(),
                         message: e.to_string(),
                     }),
                 }),
