@@ -109,6 +109,8 @@ pub struct TableBuilder {
     schema: SchemaRef,
     columns: Vec<Column>,
     rows: usize,
+    /// Bit `i` set: column `i` has a cell in the current row.
+    set_in_row: u64,
 }
 
 impl TableBuilder {
@@ -123,7 +125,7 @@ impl TableBuilder {
             schema_names, names,
             "decoder columns out of step with the schema"
         );
-        let columns = schema
+        let columns: Vec<Column> = schema
             .fields()
             .iter()
             .map(|f| {
@@ -132,10 +134,15 @@ impl TableBuilder {
                 })
             })
             .collect();
+        assert!(
+            columns.len() <= 64,
+            "a table has at most 64 columns (one bit each per row)"
+        );
         TableBuilder {
             schema,
             columns,
             rows: 0,
+            set_in_row: 0,
         }
     }
 
@@ -151,55 +158,79 @@ impl TableBuilder {
 
     /// Sets a text cell of the current row; `None` leaves it null.
     pub fn str(&mut self, col: impl Into<usize>, value: Option<&str>) {
-        if let (Column::Utf8(b), Some(v)) = (&mut self.columns[col.into()], value) {
+        let col = col.into();
+        if let (Column::Utf8(b), Some(v)) = (&mut self.columns[col], value) {
             b.append_value(v);
+            self.set_in_row |= 1 << col;
         }
     }
 
     /// Sets a boolean cell of the current row; `None` leaves it null.
     pub fn bool(&mut self, col: impl Into<usize>, value: Option<bool>) {
-        if let (Column::Bool(b), Some(v)) = (&mut self.columns[col.into()], value) {
+        let col = col.into();
+        if let (Column::Bool(b), Some(v)) = (&mut self.columns[col], value) {
             b.append_value(v);
+            self.set_in_row |= 1 << col;
         }
     }
 
     /// Sets a 32-bit integer cell of the current row; `None` leaves it null.
     pub fn i32(&mut self, col: impl Into<usize>, value: Option<i32>) {
-        if let (Column::Int32(b), Some(v)) = (&mut self.columns[col.into()], value) {
+        let col = col.into();
+        if let (Column::Int32(b), Some(v)) = (&mut self.columns[col], value) {
             b.append_value(v);
+            self.set_in_row |= 1 << col;
         }
     }
 
     /// Sets a 64-bit integer cell of the current row; `None` leaves it null.
     pub fn i64(&mut self, col: impl Into<usize>, value: Option<i64>) {
-        if let (Column::Int64(b), Some(v)) = (&mut self.columns[col.into()], value) {
+        let col = col.into();
+        if let (Column::Int64(b), Some(v)) = (&mut self.columns[col], value) {
             b.append_value(v);
+            self.set_in_row |= 1 << col;
         }
     }
 
     /// Sets a timestamp cell (microseconds since the epoch, UTC); `None` leaves it null.
     pub fn timestamp(&mut self, col: impl Into<usize>, micros: Option<i64>) {
-        if let (Column::Timestamp(b), Some(v)) = (&mut self.columns[col.into()], micros) {
+        let col = col.into();
+        if let (Column::Timestamp(b), Some(v)) = (&mut self.columns[col], micros) {
             b.append_value(v);
+            self.set_in_row |= 1 << col;
         }
     }
 
     /// Sets a binary cell of the current row; `None` leaves it null.
     pub fn binary(&mut self, col: impl Into<usize>, value: Option<&[u8]>) {
-        if let (Column::Binary(b), Some(v)) = (&mut self.columns[col.into()], value) {
+        let col = col.into();
+        if let (Column::Binary(b), Some(v)) = (&mut self.columns[col], value) {
             b.append_value(v);
+            self.set_in_row |= 1 << col;
         }
     }
 
-    /// Sets a list-of-text cell of the current row (an empty list, not null, for no items).
-    pub fn str_list<'a>(
+    /// Sets a list-of-text cell whose items are each the concatenation of their parts, written
+    /// straight into the column (an empty list, not null, for no items).
+    pub fn str_list_joined<P, S>(
         &mut self,
         col: impl Into<usize>,
-        items: impl IntoIterator<Item = &'a str>,
-    ) {
-        if let Column::Utf8List(b) = &mut self.columns[col.into()] {
-            for item in items {
-                b.values().append_value(item);
+        items: impl IntoIterator<Item = P>,
+    ) where
+        P: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        use std::fmt::Write as _;
+        let col = col.into();
+        if let Column::Utf8List(b) = &mut self.columns[col] {
+            self.set_in_row |= 1 << col;
+            let values = b.values();
+            for parts in items {
+                for part in parts {
+                    // Writing into a builder's buffer cannot fail.
+                    let _ = values.write_str(part.as_ref());
+                }
+                values.append_value("");
             }
             b.append(true);
         }
@@ -208,10 +239,12 @@ impl TableBuilder {
     /// Completes the current row: every cell not set is null.
     pub fn end_row(&mut self) {
         self.rows += 1;
-        for column in &mut self.columns {
-            while column.len() < self.rows {
+        let set = std::mem::take(&mut self.set_in_row);
+        for (i, column) in self.columns.iter_mut().enumerate() {
+            if set & (1 << i) == 0 {
                 column.append_null();
             }
+            debug_assert_eq!(column.len(), self.rows, "a cell set twice in one row");
         }
     }
 

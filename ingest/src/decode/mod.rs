@@ -268,16 +268,20 @@ pub fn decode_object(
                 &mut content,
                 limits,
                 &mut rejects,
-                |line, index, rejects, raw| {
-                    let parsed = tape::with_parsed(line, |message| {
+                |line, index, rejects| {
+                    let parsed = tape::with_parsed(line.text, |message| {
                         let audit_schema = mongodb::classify(message)?;
                         mongodb::append(&mut rows, message, audit_schema, index, ctx, &mut scratch);
                         Ok(())
                     });
                     match parsed {
                         Ok(Ok(())) => {}
-                        Ok(Err(reason)) => rejects.push(Some(index), reason, raw),
-                        Err(e) => rejects.push(Some(index), &format!("invalid JSON: {e}"), raw),
+                        Ok(Err(reason)) => rejects.push(Some(index), reason, line.original()),
+                        Err(e) => rejects.push(
+                            Some(index),
+                            &format!("invalid JSON: {e}"),
+                            line.original(),
+                        ),
                     }
                 },
             );
@@ -313,8 +317,8 @@ fn decode_cloudtrail(
 ) {
     let mut scratch = Vec::new();
     if looks_line_delimited(content) {
-        for_each_raw_line(content, limits, rejects, |line, number, rejects, raw| {
-            let parsed = tape::with_parsed(line, |record| {
+        for_each_raw_line(content, limits, rejects, |line, number, rejects| {
+            let parsed = tape::with_parsed(line.text, |record| {
                 let refusal = cloudtrail::not_a_record(record);
                 if refusal.is_none() {
                     cloudtrail::append(rows, record, number, ctx, &mut scratch);
@@ -323,8 +327,10 @@ fn decode_cloudtrail(
             });
             match parsed {
                 Ok(None) => {}
-                Ok(Some(reason)) => rejects.push(Some(number), reason, raw),
-                Err(e) => rejects.push(Some(number), &format!("invalid JSON: {e}"), raw),
+                Ok(Some(reason)) => rejects.push(Some(number), reason, line.original()),
+                Err(e) => {
+                    rejects.push(Some(number), &format!("invalid JSON: {e}"), line.original())
+                }
             }
         });
         return;
@@ -381,20 +387,38 @@ fn looks_line_delimited(content: &[u8]) -> bool {
     tape::with_parsed(&mut probe, |_| ()).is_ok()
 }
 
-/// Calls `line` for each non-blank line within the line limit, with the line (to parse in
-/// place), its 1-based number and a copy of its original bytes; rejects the longer ones.
+/// One line to parse in place, and its bytes as they were before parsing.
+struct RawLine<'a> {
+    text: &'a mut [u8],
+    /// A copy made before parsing; `None` when parsing cannot change the line.
+    before: Option<&'a [u8]>,
+}
+
+impl RawLine<'_> {
+    /// The line as it was read, for a `rejected` row.
+    fn original(&self) -> &[u8] {
+        self.before.unwrap_or(self.text)
+    }
+}
+
+/// Calls `line_fn` for each non-blank line within the line limit, with the line and its
+/// 1-based number; rejects the longer ones.
 fn for_each_raw_line<F>(
     content: &mut [u8],
     limits: DecodeLimits,
     rejects: &mut Rejects<'_>,
     mut line_fn: F,
 ) where
-    F: FnMut(&mut [u8], i64, &mut Rejects<'_>, &[u8]),
+    F: FnMut(RawLine<'_>, i64, &mut Rejects<'_>),
 {
     let mut scratch: Vec<u8> = Vec::new();
-    for (number, line) in content.split_mut(|&b| b == b'\n').enumerate() {
-        let number = number as i64 + 1;
-        let line = trim_line(line);
+    let mut start = 0;
+    let mut number = 0;
+    while start < content.len() {
+        let end = memchr::memchr(b'\n', &content[start..]).map_or(content.len(), |i| start + i);
+        let line = trim_line(&mut content[start..end]);
+        start = end + 1;
+        number += 1;
         if line.is_empty() {
             continue;
         }
@@ -407,10 +431,16 @@ fn for_each_raw_line<F>(
             rejects.push(Some(number), &reason, line);
             continue;
         }
-        // simd-json parses in place; keep the original bytes for a possible reject.
-        scratch.clear();
-        scratch.extend_from_slice(line);
-        line_fn(line, number, rejects, &scratch);
+        // simd-json rewrites a string in place only to unescape it: a line without a backslash
+        // is left as it was, and only the others are copied for a possible reject.
+        let before = if memchr::memchr(b'\\', line).is_some() {
+            scratch.clear();
+            scratch.extend_from_slice(line);
+            Some(&scratch[..])
+        } else {
+            None
+        };
+        line_fn(RawLine { text: line, before }, number, rejects);
     }
 }
 

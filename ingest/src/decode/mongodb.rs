@@ -103,42 +103,53 @@ fn endpoint<'i>(value: Option<Value<'_, 'i>>) -> Endpoint<'i> {
     }
 }
 
-/// `name@db` for each `{<name_key>: .., db: ..}` in a list.
-fn qualified_names(list: Option<Value<'_, '_>>, name_key: &str) -> Vec<String> {
+/// `name@db` (or `name` without a `db`) for each `{<name_key>: .., db: ..}` in a list, as the
+/// parts of one text item each.
+fn qualified_names<'t, 'i>(
+    list: Option<Value<'t, 'i>>,
+    name_key: &'static str,
+) -> impl Iterator<Item = [Cow<'i, str>; 3]> + 't
+where
+    'i: 't,
+{
     list.and_then(|l| l.as_array())
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|item| {
-                    let name = text(get(Some(item), name_key))?;
-                    Some(match text(get(Some(item), "db")) {
-                        Some(db) => format!("{name}@{db}"),
-                        None => name.into_owned(),
-                    })
-                })
-                .collect()
+        .map(|items| items.iter())
+        .into_iter()
+        .flatten()
+        .filter_map(move |item| {
+            let name = text(get(Some(item), name_key))?;
+            Some(match text(get(Some(item), "db")) {
+                Some(db) => [name, Cow::Borrowed("@"), db],
+                None => [name, Cow::Borrowed(""), Cow::Borrowed("")],
+            })
         })
-        .unwrap_or_default()
 }
 
+/// Room for a hyphenated UUID.
+type UuidText = [u8; uuid::fmt::Hyphenated::LENGTH];
+
 /// The connection UUID from legacy `{$binary, $type}`, canonical `{$binary:{base64, subType}}`,
-/// `{$uuid}`, or plain text.
-fn connection_uuid(value: Option<Value<'_, '_>>) -> Option<String> {
+/// `{$uuid}`, or plain text; a binary UUID is written into `buf`.
+fn connection_uuid<'b, 'i: 'b>(
+    value: Option<Value<'_, 'i>>,
+    buf: &'b mut UuidText,
+) -> Option<Cow<'b, str>> {
     let value = value?;
-    if let Some(s) = value.as_str() {
-        return Some(s.to_owned());
+    if let Some(s) = value.into_string() {
+        return Some(Cow::Borrowed(s));
     }
     if let Some(s) = text(get(Some(value), "$uuid")) {
-        return Some(s.into_owned());
+        return Some(s);
     }
     let binary = get(Some(value), "$binary")?;
     let base64 = text(Some(binary)).or_else(|| text(get(Some(binary), "base64")))?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(base64.as_bytes())
+    let mut bytes = [0u8; 64];
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode_slice(base64.as_bytes(), &mut bytes)
         .ok()?;
-    match uuid::Uuid::from_slice(&bytes) {
-        Ok(id) => Some(id.hyphenated().to_string()),
-        Err(_) => Some(base64.into_owned()),
+    match uuid::Uuid::from_slice(&bytes[..decoded]) {
+        Ok(id) => Some(Cow::Borrowed(id.hyphenated().encode_lower(buf))),
+        Err(_) => Some(base64),
     }
 }
 
@@ -227,17 +238,58 @@ fn set_endpoints(rows: &mut TableBuilder, remote: &Endpoint<'_>, local: &Endpoin
     rows.i32(Col::local_port, local.port);
 }
 
+/// The top-level fields of a `mongo`-schema message, found in one pass over its keys.
+#[derive(Default, Clone, Copy)]
+struct MongoFields<'t, 'i> {
+    atype: Option<Value<'t, 'i>>,
+    ts: Option<Value<'t, 'i>>,
+    uuid: Option<Value<'t, 'i>>,
+    local: Option<Value<'t, 'i>>,
+    remote: Option<Value<'t, 'i>>,
+    users: Option<Value<'t, 'i>>,
+    roles: Option<Value<'t, 'i>>,
+    param: Option<Value<'t, 'i>>,
+    result: Option<Value<'t, 'i>>,
+    /// Whether some top-level key has no column of its own.
+    has_unmapped: bool,
+}
+
+impl<'t, 'i> MongoFields<'t, 'i> {
+    fn read(message: Value<'t, 'i>) -> Self {
+        let mut f = MongoFields::default();
+        let Some(object) = message.as_object() else {
+            return f;
+        };
+        for (key, value) in object.iter() {
+            let slot = match key {
+                "atype" => &mut f.atype,
+                "ts" => &mut f.ts,
+                "uuid" => &mut f.uuid,
+                "local" => &mut f.local,
+                "remote" => &mut f.remote,
+                "users" => &mut f.users,
+                "roles" => &mut f.roles,
+                "param" => &mut f.param,
+                "result" => &mut f.result,
+                _ => {
+                    f.has_unmapped = true;
+                    continue;
+                }
+            };
+            // A repeated key: the last one wins, as in every JSON object reader.
+            *slot = Some(value);
+        }
+        f
+    }
+}
+
 fn append_mongo(rows: &mut TableBuilder, message: Value<'_, '_>, scratch: &mut Vec<u8>) {
-    let m = Some(message);
+    let f = MongoFields::read(message);
     let mut notes = Vec::new();
-    let ts = mongo_ts(get(m, "ts"), &mut notes);
-    let atype = text(get(m, "atype"));
-    let param = get(m, "param");
-    let users = qualified_names(get(m, "users"), "user");
-    let roles = qualified_names(get(m, "roles"), "role");
-    let first_user = get(m, "users")
-        .and_then(|u| u.as_array())
-        .and_then(|u| u.get(0));
+    let ts = mongo_ts(f.ts, &mut notes);
+    let atype = text(f.atype);
+    let param = f.param;
+    let first_user = f.users.and_then(|u| u.as_array()).and_then(|u| u.get(0));
     // A failed authenticate has no `users`: the user it tried is in `param`.
     let (user, user_db) = match first_user {
         Some(u) => (text(get(Some(u), "user")), text(get(Some(u), "db"))),
@@ -246,8 +298,8 @@ fn append_mongo(rows: &mut TableBuilder, message: Value<'_, '_>, scratch: &mut V
         }
         None => (None, None),
     };
-    let remote = endpoint(get(m, "remote"));
-    let local = endpoint(get(m, "local"));
+    let remote = endpoint(f.remote);
+    let local = endpoint(f.local);
     let (app, driver) = client_app(param);
     let ns = text(get(param, "ns")).or_else(|| text(get(param, "db")));
 
@@ -255,19 +307,23 @@ fn append_mongo(rows: &mut TableBuilder, message: Value<'_, '_>, scratch: &mut V
     rows.str(Col::atype, atype.as_deref());
     rows.i32(
         Col::result,
-        integer(get(m, "result")).and_then(|r| i32::try_from(r).ok()),
+        integer(f.result).and_then(|r| i32::try_from(r).ok()),
     );
     rows.str(Col::user, user.as_deref());
     rows.str(Col::user_db, user_db.as_deref());
-    rows.str_list(Col::users, users.iter().map(String::as_str));
-    rows.str_list(Col::roles, roles.iter().map(String::as_str));
+    rows.str_list_joined(Col::users, qualified_names(f.users, "user"));
+    rows.str_list_joined(Col::roles, qualified_names(f.roles, "role"));
     rows.str(Col::mechanism, text(get(param, "mechanism")).as_deref());
     set_endpoints(rows, &remote, &local);
     rows.bool(
         Col::is_system_user,
         local.system_user.or(remote.system_user),
     );
-    rows.str(Col::conn_uuid, connection_uuid(get(m, "uuid")).as_deref());
+    let mut uuid_text: UuidText = [0; uuid::fmt::Hyphenated::LENGTH];
+    rows.str(
+        Col::conn_uuid,
+        connection_uuid(f.uuid, &mut uuid_text).as_deref(),
+    );
     rows.str(Col::ns, ns.as_deref());
     rows.str(Col::command, text(get(param, "command")).as_deref());
     if write_json(param, scratch) {
@@ -276,7 +332,7 @@ fn append_mongo(rows: &mut TableBuilder, message: Value<'_, '_>, scratch: &mut V
     rows.str(Col::app_name, app.as_deref());
     rows.str(Col::driver, driver.as_deref());
     rows.str(Col::audit_schema, Some("mongo"));
-    if unmapped_fields(message, MONGO_FIELDS, scratch) {
+    if f.has_unmapped && unmapped_fields(message, MONGO_FIELDS, scratch) {
         rows.str(Col::unmapped, utf8(scratch));
     }
     let note = (!notes.is_empty()).then(|| notes.join("; "));
@@ -316,13 +372,12 @@ fn append_ocsf(rows: &mut TableBuilder, m: Value<'_, '_>, scratch: &mut Vec<u8>)
     rows.i32(Col::result, result);
     rows.str(Col::user, user.as_deref());
     rows.str(Col::user_db, user_db.as_deref());
-    let users: Vec<String> = match (&user, &user_db) {
-        (Some(u), Some(db)) => vec![format!("{u}@{db}")],
-        (Some(u), None) => vec![u.clone()],
-        _ => Vec::new(),
-    };
-    rows.str_list(Col::users, users.iter().map(String::as_str));
-    rows.str_list(Col::roles, roles.iter().map(String::as_str));
+    let users = user.as_deref().map(|u| match &user_db {
+        Some(db) => [u, "@", db.as_str()],
+        None => [u, "", ""],
+    });
+    rows.str_list_joined(Col::users, users);
+    rows.str_list_joined(Col::roles, roles);
     rows.str(Col::mechanism, text(path(m, &["auth_protocol"])).as_deref());
     set_endpoints(rows, &remote, &local);
     rows.str(Col::ns, text(get(param, "ns")).as_deref());

@@ -260,3 +260,53 @@ fn long_rejected_input_is_truncated_and_marked() {
         .as_primitive::<Int64Type>();
     assert_eq!(size.value(0) as usize, long.len() - 1);
 }
+
+#[test]
+fn a_rejected_line_keeps_its_bytes_as_read_with_or_without_escapes() {
+    // The first line parses until its end, after simd-json has unescaped its strings in place;
+    // the second has no escape; the third is a valid message between them.
+    let escaped = r#"{"atype":"a\"b\u0041","param":{"x":"\\n"},"#;
+    let plain = r#"{"atype":"authenticate","ts":"#;
+    let valid = r#"{"atype":"logout","ts":{"$date":"2026-11-01T00:00:00Z"}}"#;
+    let input = format!("{escaped}\n{valid}\n{plain}\n");
+    let decoded = decode(Format::MongoAudit, input.as_bytes());
+    assert_eq!(decoded.row_counts(), (0, 1, 2));
+    let rejected = decoded.rejected.expect("rejects");
+    let raw = rejected
+        .column_by_name("raw")
+        .expect("raw")
+        .as_binary::<i32>();
+    assert_eq!(raw.value(0), escaped.as_bytes());
+    assert_eq!(raw.value(1), plain.as_bytes());
+    let index = rejected
+        .column_by_name("source_index")
+        .expect("index")
+        .as_primitive::<Int64Type>();
+    assert_eq!((index.value(0), index.value(1)), (1, 3));
+}
+
+#[test]
+fn users_and_roles_are_qualified_by_database() {
+    let line = r#"{"atype":"authCheck","ts":{"$date":"2026-11-01T00:00:00Z"},"users":[{"user":"ann","db":"admin"},{"user":"bob"}],"roles":[{"role":"readWrite","db":"orders"}],"uuid":{"$binary":"ixTUHABoCdY3iVDEDxlbpg==","$type":"04"}}"#;
+    let decoded = decode(Format::MongoAudit, line.as_bytes());
+    let batch = decoded.mongodb_audit.expect("row");
+    let list = |column: &str| -> Vec<String> {
+        let values = batch
+            .column_by_name(column)
+            .expect(column)
+            .as_list::<i32>()
+            .value(0);
+        let values = values.as_string::<i32>();
+        (0..values.len())
+            .map(|i| values.value(i).to_owned())
+            .collect()
+    };
+    assert_eq!(list("users"), ["ann@admin", "bob"]);
+    assert_eq!(list("roles"), ["readWrite@orders"]);
+    assert_eq!(text(&batch, "user", 0).as_deref(), Some("ann"));
+    assert_eq!(
+        text(&batch, "conn_uuid", 0).as_deref(),
+        Some("8b14d41c-0068-09d6-3789-50c40f195ba6")
+    );
+    assert_eq!(text(&batch, "unmapped", 0), None);
+}

@@ -37,6 +37,21 @@ const NEARLY_UNIQUE_COLUMNS: [&str; 14] = [
     "param",
 ];
 
+/// Free-form JSON text columns: searched with LIKE or JSON functions, never by range, so their
+/// min/max statistics would cost a comparison of every value and prune nothing.
+const JSON_TEXT_COLUMNS: [&str; 10] = [
+    "user_identity",
+    "request_parameters",
+    "response_elements",
+    "additional_event_data",
+    "resources",
+    "tls_details",
+    "unmapped",
+    "param",
+    "raw",
+    "decode_note",
+];
+
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
@@ -634,6 +649,11 @@ fn properties(schema: &Schema) -> WriterProperties {
     for column in NEARLY_UNIQUE_COLUMNS {
         if schema.column_with_name(column).is_some() {
             builder = builder.set_column_dictionary_enabled(column.into(), false);
+        }
+    }
+    for column in JSON_TEXT_COLUMNS {
+        if schema.column_with_name(column).is_some() {
+            builder = builder.set_column_statistics_enabled(column.into(), EnabledStatistics::None);
         }
     }
     // Point look-ups by id otherwise scan every row group.
