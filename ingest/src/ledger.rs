@@ -1,8 +1,8 @@
 //! What has been ingested: the checkpoint that makes ingestion exactly-once.
 //!
 //! One redb database holds `objects` (source URI → the version ingested and what it produced),
-//! `cloudtrail_event_claims` (an event's claim key, its event hour then its id, → a hash of the
-//! URI of the object whose row holds it; see [`claim_key`]) and
+//! `cloudtrail_event_claims_v2` (an event's [`ClaimKey`], its event hour then a digest of its
+//! id, → a hash of the URI of the object whose row holds it) and
 //! `source_cursors` (listing and log-stream positions, see `EXACTLY_ONCE.md`) and
 //! `publishing_files` (files of a commit group about to appear in the lake), next to the
 //! detector's outbox tables.
@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
     WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
@@ -30,8 +30,13 @@ const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 /// Bytes of redb page cache.
 const LEDGER_CACHE_BYTES: usize = 32 << 20;
 
-/// Event claims: [`claim_key`] → [`owner_hash`] of the object holding the event.
-const EVENT_CLAIMS: TableDefinition<&str, u64> = TableDefinition::new("cloudtrail_event_claims");
+/// Event claims: [`ClaimKey`] → [`owner_hash`] of the object holding the event.
+const EVENT_CLAIMS: TableDefinition<ClaimKey, u64> =
+    TableDefinition::new("cloudtrail_event_claims_v2");
+/// Claims of ledgers written before fixed-width keys: `<hour>/<id>` or `untimed/<id>` → owner
+/// hash. Moved into [`EVENT_CLAIMS`] when such a ledger is opened.
+const TEXT_EVENT_CLAIMS: TableDefinition<&str, u64> =
+    TableDefinition::new("cloudtrail_event_claims");
 /// Claims of ledgers written before the hour prefix: event id → object URI. Read, never written.
 const LEGACY_EVENT_IDS: TableDefinition<&str, &str> = TableDefinition::new("cloudtrail_event_ids");
 /// Lake files of a commit group being published: group stem → JSON list of relative paths.
@@ -108,7 +113,7 @@ fn store(action: &'static str) -> impl Fn(redb::Error) -> LedgerError {
 pub struct CommittedObject<'a> {
     pub uri: &'a str,
     pub entry: &'a ObjectEntry,
-    pub claims: &'a [String],
+    pub claims: &'a [ClaimKey],
 }
 
 /// The ingestion checkpoint; see the module documentation.
@@ -116,26 +121,80 @@ pub struct CommittedObject<'a> {
 pub struct Ledger {
     db: Arc<Database>,
     /// Claims of objects still in flight: claim key → owner hash.
-    pending: Mutex<HashMap<String, u64>>,
+    pending: Mutex<HashMap<ClaimKey, u64>>,
     /// Whether claims written by an earlier version (by id alone) are to be consulted.
     legacy_claims: bool,
 }
 
-/// The key an event is claimed under: the hour of its time (`event_micros`, microseconds since
-/// the Unix epoch; hours written fixed width so keys sort by time; `None` for an event without a
-/// time) and its id. An object's events share a few hours, so its claims touch a few neighbouring
-/// pages of the table instead of pages all over it, which keeps each commit small however many
-/// events the lake holds.
-pub fn claim_key(event_micros: Option<i64>, id: &str) -> String {
-    match event_micros {
-        Some(micros) => format!("{:010}/{id}", micros.div_euclid(3_600_000_000)),
-        None => format!("untimed/{id}"),
+/// The key an event is claimed under: the hour of its time in the top 32 bits (0 for an event
+/// without a time), so that keys sort by time, then 96 bits of XXH64 digests of its id.
+/// An object's events share a few hours, so its claims touch a few neighbouring pages of the
+/// table instead of pages all over it, which keeps each commit small however many events the
+/// lake holds; fixed-width keys keep pages full and comparisons short. Two ids of one hour
+/// share a key with a chance of about n²/2⁹⁷ for n events in that hour (below 10⁻¹⁴ for a
+/// million).
+pub type ClaimKey = u128;
+
+/// An event to claim: its key, and its id for ledgers that claimed by id alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    pub key: ClaimKey,
+    pub id: &'a str,
+}
+
+impl<'a> Claim<'a> {
+    /// The claim of event `id` whose time is `event_micros` (microseconds since the Unix epoch).
+    pub fn new(event_micros: Option<i64>, id: &'a str) -> Self {
+        Claim {
+            key: claim_key(event_micros.map(|m| m.div_euclid(3_600_000_000)), id),
+            id,
+        }
     }
 }
 
-/// The event id of a claim key.
-fn claim_id(key: &str) -> &str {
-    key.split_once('/').map_or(key, |(_, id)| id)
+/// The [`ClaimKey`] of event `id` in hour `hour` (hours since the epoch; `None` when untimed).
+fn claim_key(hour: Option<i64>, id: &str) -> ClaimKey {
+    let bucket = match hour {
+        // Hours far from the present are clamped; they only lose some locality.
+        Some(hour) => (hour + (1 << 31)).clamp(1, i64::from(u32::MAX)) as u128,
+        None => 0,
+    };
+    // Two seeded 64-bit XXH64 digests make the 96 bits.
+    let high = twox_hash::XxHash64::oneshot(0, id.as_bytes()) as u128;
+    let low = twox_hash::XxHash64::oneshot(1, id.as_bytes()) as u128 & 0xffff_ffff;
+    (bucket << 96) | (high << 32) | low
+}
+
+/// The [`ClaimKey`] of a text claim key written before fixed-width keys.
+fn claim_key_of_text(key: &str) -> ClaimKey {
+    match key.split_once('/') {
+        Some(("untimed", id)) => claim_key(None, id),
+        Some((hour, id)) => match hour.parse::<i64>() {
+            Ok(hour) => claim_key(Some(hour), id),
+            Err(_) => claim_key(None, key),
+        },
+        None => claim_key(None, key),
+    }
+}
+
+/// Moves the claims of a ledger written with text keys into the fixed-width table, once.
+fn move_text_claims(tx: &WriteTransaction) -> Result<(), redb::Error> {
+    if !tx
+        .list_tables()?
+        .any(|t| t.name() == TEXT_EVENT_CLAIMS.name())
+    {
+        return Ok(());
+    }
+    {
+        let text = tx.open_table(TEXT_EVENT_CLAIMS)?;
+        let mut claims = tx.open_table(EVENT_CLAIMS)?;
+        for item in text.iter()? {
+            let (key, owner) = item?;
+            claims.insert(claim_key_of_text(key.value()), owner.value())?;
+        }
+    }
+    tx.delete_table(TEXT_EVENT_CLAIMS)?;
+    Ok(())
 }
 
 /// A stable 64-bit digest of an object URI, stored as the owner of its claims.
@@ -169,6 +228,7 @@ impl Ledger {
         tx.open_table(PUBLISHING)
             .map_err(|e| store("creating tables")(e.into()))?;
         auditlake_detect::outbox::create_tables(&tx).map_err(store("creating tables"))?;
+        move_text_claims(&tx).map_err(store("moving claims to fixed-width keys"))?;
         tx.commit()
             .map_err(|e| store("creating tables")(e.into()))?;
         let read = db
@@ -223,13 +283,13 @@ impl Ledger {
         Ok(fresh)
     }
 
-    /// Decides, for each event of object `uri` in order (by its [`claim_key`]), whether this
-    /// object keeps it (`true`) or another object already holds it (`false`). A later duplicate
-    /// within the same object is also `false`. Rows without an id are always kept.
+    /// Decides, for each event of object `uri` in order, whether this object keeps it (`true`)
+    /// or another object already holds it (`false`). A later duplicate within the same object is
+    /// also `false`. Rows without an id (`None`) are always kept.
     pub fn claim_event_ids(
         &self,
         uri: &str,
-        keys: &[Option<&str>],
+        claims: &[Option<Claim<'_>>],
     ) -> Result<Vec<bool>, LedgerError> {
         let action = "claiming event ids";
         let owner = owner_hash(uri);
@@ -246,10 +306,10 @@ impl Ledger {
             None
         };
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let mut seen_here: HashSet<&str> = HashSet::with_capacity(keys.len());
-        let mut keep = Vec::with_capacity(keys.len());
-        for key in keys {
-            let Some(key) = *key else {
+        let mut seen_here: HashSet<ClaimKey> = HashSet::with_capacity(claims.len());
+        let mut keep = Vec::with_capacity(claims.len());
+        for claim in claims {
+            let Some(Claim { key, id }) = *claim else {
                 keep.push(true);
                 continue;
             };
@@ -265,16 +325,16 @@ impl Ledger {
                 && let Some(legacy) = &legacy
             {
                 committed_owner = legacy
-                    .get(claim_id(key))
+                    .get(id)
                     .map_err(|e| store(action)(e.into()))?
                     .map(|o| owner_hash(o.value()));
             }
             let owner_is_other = match committed_owner {
                 Some(committed) => committed != owner,
-                None => pending.get(key).is_some_and(|p| *p != owner),
+                None => pending.get(&key).is_some_and(|p| *p != owner),
             };
             if !owner_is_other {
-                pending.insert(key.to_owned(), owner);
+                pending.insert(key, owner);
             }
             keep.push(!owner_is_other);
         }
@@ -292,14 +352,9 @@ impl Ledger {
         &self,
         uri: &str,
         entry: &ObjectEntry,
-        event_ids: &[&str],
+        claims: &[ClaimKey],
     ) -> Result<(), LedgerError> {
-        let claims: Vec<String> = event_ids.iter().map(|id| (*id).to_owned()).collect();
-        let object = CommittedObject {
-            uri,
-            entry,
-            claims: &claims,
-        };
+        let object = CommittedObject { uri, entry, claims };
         self.commit_group(&[object], None, &|_| Ok(()))
     }
 
@@ -384,11 +439,11 @@ impl Ledger {
                     .map_err(|e| store(action)(e.into()))?;
             }
             // In key order, consecutive inserts land on the same leaf pages.
-            let mut owned: Vec<(&str, u64)> = objects
+            let mut owned: Vec<(ClaimKey, u64)> = objects
                 .iter()
                 .flat_map(|o| {
                     let owner = owner_hash(o.uri);
-                    o.claims.iter().map(move |key| (key.as_str(), owner))
+                    o.claims.iter().map(move |key| (*key, owner))
                 })
                 .collect();
             owned.sort_unstable();
@@ -492,6 +547,8 @@ pub fn put_cursors(
 mod tests {
     use super::*;
 
+    const HOUR_MICROS: i64 = 3_600_000_000;
+
     fn entry(version: &str) -> ObjectEntry {
         ObjectEntry {
             version: version.into(),
@@ -511,30 +568,43 @@ mod tests {
     fn first_claimer_keeps_an_event_id_and_a_redo_keeps_its_own() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ledger = Ledger::open(&dir.path().join("ledger.redb")).expect("open");
+        let hour = Some(493_000 * HOUR_MICROS);
+        let (e1, e2, e3) = (
+            Claim::new(hour, "e1"),
+            Claim::new(hour, "e2"),
+            Claim::new(hour, "e3"),
+        );
         let keep_a = ledger
-            .claim_event_ids("a", &[Some("e1"), Some("e2"), Some("e1"), None])
+            .claim_event_ids("a", &[Some(e1), Some(e2), Some(e1), None])
             .expect("claim");
         assert_eq!(keep_a, [true, true, false, true]);
         // In flight: b loses e2 to a.
         assert_eq!(
             ledger
-                .claim_event_ids("b", &[Some("e2"), Some("e3")])
+                .claim_event_ids("b", &[Some(e2), Some(e3)])
                 .expect("claim"),
             [false, true]
         );
         ledger
-            .commit("a", &entry("v1"), &["e1", "e2"])
+            .commit("a", &entry("v1"), &[e1.key, e2.key])
             .expect("commit");
         // After commit: still a's, and a redo of a keeps them.
         assert_eq!(
-            ledger.claim_event_ids("b", &[Some("e1")]).expect("claim"),
+            ledger.claim_event_ids("b", &[Some(e1)]).expect("claim"),
             [false]
         );
         assert_eq!(
             ledger
-                .claim_event_ids("a", &[Some("e1"), Some("e2")])
+                .claim_event_ids("a", &[Some(e1), Some(e2)])
                 .expect("claim"),
             [true, true]
+        );
+        // The same id in another hour is another event.
+        assert_eq!(
+            ledger
+                .claim_event_ids("b", &[Some(Claim::new(Some(0), "e1"))])
+                .expect("claim"),
+            [true]
         );
     }
 
@@ -552,17 +622,58 @@ mod tests {
             tx.commit().expect("commit");
         }
         let ledger = Ledger::open(&path).expect("open");
-        let key = claim_key(Some(493_000 * 3_600_000_000), "e1");
+        let claim = Claim::new(Some(493_000 * HOUR_MICROS), "e1");
         assert_eq!(
-            ledger.claim_event_ids("b", &[Some(&key)]).expect("claim"),
+            ledger.claim_event_ids("b", &[Some(claim)]).expect("claim"),
             [false]
         );
         assert_eq!(
-            ledger.claim_event_ids("a", &[Some(&key)]).expect("claim"),
+            ledger.claim_event_ids("a", &[Some(claim)]).expect("claim"),
             [true]
         );
-        assert_eq!(claim_key(None, "e2"), "untimed/e2");
-        assert_eq!(claim_id(&key), "e1");
+    }
+
+    #[test]
+    fn claims_of_a_ledger_with_text_keys_are_moved_and_still_hold() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ledger.redb");
+        {
+            let db = Database::create(&path).expect("create");
+            let tx = db.begin_write().expect("tx");
+            let mut text = tx.open_table(TEXT_EVENT_CLAIMS).expect("table");
+            text.insert("0000493000/e1", owner_hash("a"))
+                .expect("insert");
+            text.insert("untimed/e2", owner_hash("a")).expect("insert");
+            drop(text);
+            tx.commit().expect("commit");
+        }
+        let ledger = Ledger::open(&path).expect("open");
+        let timed = Claim::new(Some(493_000 * HOUR_MICROS + 5), "e1");
+        let untimed = Claim::new(None, "e2");
+        assert_eq!(
+            ledger
+                .claim_event_ids("b", &[Some(timed), Some(untimed)])
+                .expect("claim"),
+            [false, false]
+        );
+        assert_eq!(
+            ledger
+                .claim_event_ids("a", &[Some(timed), Some(untimed)])
+                .expect("claim"),
+            [true, true]
+        );
+        let read = ledger.db.begin_read().expect("read");
+        assert!(matches!(
+            read.open_table(TEXT_EVENT_CLAIMS),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ));
+        assert_eq!(
+            read.open_table(EVENT_CLAIMS)
+                .expect("claims")
+                .len()
+                .expect("len"),
+            2
+        );
     }
 
     #[test]
@@ -571,7 +682,9 @@ mod tests {
         let path = dir.path().join("ledger.redb");
         {
             let ledger = Ledger::open(&path).expect("open");
-            ledger.commit("a", &entry("v1"), &["e1"]).expect("commit");
+            ledger
+                .commit("a", &entry("v1"), &[Claim::new(None, "e1").key])
+                .expect("commit");
         }
         let ledger = Ledger::open(&path).expect("reopen");
         let listed = [("a", "v1"), ("a2", "v1")];
@@ -588,7 +701,9 @@ mod tests {
             1
         );
         assert_eq!(
-            ledger.claim_event_ids("b", &[Some("e1")]).expect("claim"),
+            ledger
+                .claim_event_ids("b", &[Some(Claim::new(None, "e1"))])
+                .expect("claim"),
             [false]
         );
         assert_eq!(ledger.entries().expect("entries").len(), 1);

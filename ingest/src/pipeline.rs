@@ -31,7 +31,9 @@ use crate::lake::{
     self,
     writer::{GroupFiles, LakeWriter},
 };
-use crate::ledger::{CommittedObject, Ledger, LedgerError, ObjectEntry, ObjectStatus};
+use crate::ledger::{
+    Claim, ClaimKey, CommittedObject, Ledger, LedgerError, ObjectEntry, ObjectStatus,
+};
 use crate::shared::{SharedError, SharedLake};
 use crate::source::layout::ObjectKind;
 use crate::source::{LogSource, SourceError, SourceObject};
@@ -278,7 +280,7 @@ struct Prepared {
     /// Rows to write; `cloudtrail` holds only the events this object keeps.
     decoded: Decoded,
     /// Claim keys of the events its rows hold.
-    claims: Vec<String>,
+    claims: Vec<ClaimKey>,
     /// Source positions committed with it.
     cursors: Vec<(String, Vec<u8>)>,
 }
@@ -287,7 +289,7 @@ struct Prepared {
 struct Member {
     object: SourceObject,
     entry: ObjectEntry,
-    claims: Vec<String>,
+    claims: Vec<ClaimKey>,
     digest: bool,
 }
 
@@ -1165,21 +1167,20 @@ fn drop_duplicate_events(
     uri: &str,
     batch: &RecordBatch,
     fallback_micros: i64,
-) -> Result<(RecordBatch, Vec<String>, u64), ObjectError> {
+) -> Result<(RecordBatch, Vec<ClaimKey>, u64), ObjectError> {
     let ids = batch
         .column_by_name("event_id")
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
         .map(|a| a.iter().collect::<Vec<Option<&str>>>())
         .unwrap_or_default();
     let times = event_times(batch);
-    let keys: Vec<Option<String>> = ids
+    let claims: Vec<Option<Claim<'_>>> = ids
         .iter()
         .zip(&times)
-        .map(|(id, micros)| id.map(|id| crate::ledger::claim_key(*micros, id)))
+        .map(|(id, micros)| id.map(|id| Claim::new(*micros, id)))
         .collect();
-    let key_refs: Vec<Option<&str>> = keys.iter().map(Option::as_deref).collect();
     let keep = match shared {
-        None => ledger.claim_event_ids(uri, &key_refs)?,
+        None => ledger.claim_event_ids(uri, &claims)?,
         Some(shared) => {
             // The lake partition (`date=…/hour=…`) of each row.
             let hours: Vec<String> = times
@@ -1190,10 +1191,10 @@ fn drop_duplicate_events(
             tokio::runtime::Handle::current().block_on(shared.claim(uri, &ids, &hours))?
         }
     };
-    let kept_ids: Vec<String> = keys
-        .into_iter()
+    let kept_ids: Vec<ClaimKey> = claims
+        .iter()
         .zip(&keep)
-        .filter_map(|(key, keep)| if *keep { key } else { None })
+        .filter_map(|(claim, keep)| claim.filter(|_| *keep).map(|c| c.key))
         .collect();
     let duplicates = keep.iter().filter(|k| !**k).count() as u64;
     if duplicates == 0 {
