@@ -453,17 +453,23 @@ impl GroupFiles {
         };
 
         // One sort by time (rows without one first, as the fallback partition's) and one copy;
-        // each partition is then a contiguous run of the sorted rows.
-        let order = sort_to_indices(
-            times,
-            Some(SortOptions {
-                descending: false,
-                nulls_first: true,
-            }),
-            None,
-        )
-        .map_err(arrow_err)?;
-        let sorted = take_record_batch(batch, &order).map_err(arrow_err)?;
+        // each partition is then a contiguous run of the sorted rows. Logs written as events
+        // happen (MongoDB's audit log) are in order already and are not copied.
+        let in_order = times.null_count() == 0 && times.values().is_sorted();
+        let sorted = if in_order {
+            batch.clone()
+        } else {
+            let order = sort_to_indices(
+                times,
+                Some(SortOptions {
+                    descending: false,
+                    nulls_first: true,
+                }),
+                None,
+            )
+            .map_err(arrow_err)?;
+            take_record_batch(batch, &order).map_err(arrow_err)?
+        };
         let sorted_times = time_array(&sorted, table, column)?;
         let micros_of = |row: usize| {
             if sorted_times.is_null(row) {
