@@ -282,6 +282,7 @@ impl QueryEngine {
                 message: e.to_string(),
             })?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        ctx.register_udf(crate::functions::UtcDateTrunc::udf());
         if let LakeRoot::Store { url, store } = root {
             ctx.register_object_store(url, store.clone());
         }

@@ -2,7 +2,8 @@
 //!
 //! [`engine::QueryEngine`] registers every lake table in a DataFusion session from the schemas
 //! of the schema crate (no inference) with the Hive partition columns `date` and `hour`, and runs
-//! read-only statements. [`http::router`] exposes it over HTTP: `POST /v1/sql`,
+//! read-only statements ([`functions`] replaces `date_trunc` with one that truncates the lake's
+//! UTC times without time-zone conversion). [`http::router`] exposes it over HTTP: `POST /v1/sql`,
 //! `GET /v1/tables`, `GET /v1/status`, `GET /metrics`, `GET /healthz`, and a built-in page at
 //! `/` ([`web`]). This crate knows nothing
 //! of sources or AWS: the service hands it a status callback and a lake root (a folder, or an
@@ -10,6 +11,7 @@
 
 pub mod engine;
 pub mod format;
+pub mod functions;
 pub mod http;
 pub mod live;
 pub mod pg;
