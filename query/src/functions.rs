@@ -9,11 +9,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{
-    DataType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType,
-};
+use arrow::array::{Array, ArrayRef, make_array};
+use arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::FieldRef;
 use datafusion::common::Result;
 use datafusion::logical_expr::{
@@ -42,34 +39,16 @@ fn is_utc(tz: &str) -> bool {
 }
 
 /// The array with its time zone label replaced by `tz` (the values are instants either way).
-fn with_timezone(array: &ArrayRef, tz: Option<Arc<str>>) -> ArrayRef {
-    match array.data_type() {
-        DataType::Timestamp(TimeUnit::Second, _) => Arc::new(
-            array
-                .as_primitive::<TimestampSecondType>()
-                .clone()
-                .with_timezone_opt(tz),
-        ),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => Arc::new(
-            array
-                .as_primitive::<TimestampMillisecondType>()
-                .clone()
-                .with_timezone_opt(tz),
-        ),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => Arc::new(
-            array
-                .as_primitive::<TimestampMicrosecondType>()
-                .clone()
-                .with_timezone_opt(tz),
-        ),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => Arc::new(
-            array
-                .as_primitive::<TimestampNanosecondType>()
-                .clone()
-                .with_timezone_opt(tz),
-        ),
-        _ => Arc::clone(array),
-    }
+fn with_timezone(array: &ArrayRef, tz: Option<Arc<str>>) -> Result<ArrayRef> {
+    let DataType::Timestamp(unit, _) = array.data_type() else {
+        return Ok(Arc::clone(array));
+    };
+    let relabelled = array
+        .to_data()
+        .into_builder()
+        .data_type(DataType::Timestamp(*unit, tz))
+        .build()?;
+    Ok(make_array(relabelled))
 }
 
 impl ScalarUDFImpl for UtcDateTrunc {
@@ -106,7 +85,7 @@ impl ScalarUDFImpl for UtcDateTrunc {
         let Some((array, tz)) = utc_array else {
             return self.inner.invoke_with_args(args);
         };
-        let naive = with_timezone(&array, None);
+        let naive = with_timezone(&array, None)?;
         // DataFusion checks (in debug builds) that a result has the type promised at planning:
         // promise the inner function the zone-less type, as for a zone-less argument.
         let naive_field = |field: &FieldRef| -> FieldRef {
@@ -124,7 +103,7 @@ impl ScalarUDFImpl for UtcDateTrunc {
         args.args[1] = ColumnarValue::Array(Arc::clone(&naive));
         match self.inner.invoke_with_args(args)? {
             ColumnarValue::Array(truncated) => {
-                Ok(ColumnarValue::Array(with_timezone(&truncated, Some(tz))))
+                Ok(ColumnarValue::Array(with_timezone(&truncated, Some(tz))?))
             }
             scalar => Ok(scalar),
         }
