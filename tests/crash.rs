@@ -18,6 +18,14 @@ struct Serve {
     _stdout: BufReader<std::process::ChildStdout>,
 }
 
+/// A test that fails midway still stops its service.
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start(config: &std::path::Path) -> Serve {
     let mut child = Command::new(common::binary())
         .args(["serve", "--config"])
@@ -98,7 +106,8 @@ fn wait_idle(client: &reqwest::blocking::Client, base: &str, limit: Duration) {
 }
 
 /// A few thousand objects in the local S3 server (moto), a lake in the other one (SeaweedFS):
-/// ten kills, then the lake holds every record once.
+/// ten kills, then the lake holds every record once. Small commit groups put many files, so
+/// kills land while a group's files are being put (whose late writes recovery waits out).
 #[test]
 fn sigkill_while_ingesting_from_s3_into_a_lake_on_s3_loses_and_doubles_nothing() {
     let (Some(moto), Some(seaweed)) = (common::aws::moto(), common::aws::seaweed()) else {
@@ -127,7 +136,7 @@ fn sigkill_while_ingesting_from_s3_into_a_lake_on_s3_loses_and_doubles_nothing()
     std::fs::write(
         &config,
         format!(
-            "lake = \"s3://{lake_bucket}/lake\"\nstate_dir = {:?}\n[lake_aws]\nendpoint_url = {seaweed:?}\nregion = \"us-east-1\"\n[http]\nlisten = \"127.0.0.1:0\"\n[ingest]\npoll_interval = \"100ms\"\nconcurrency = 4\n[[source]]\ntype = \"s3\"\nbucket = {source_bucket:?}\nendpoint_url = {moto:?}\nregion = \"us-east-1\"\n",
+            "lake = \"s3://{lake_bucket}/lake\"\nstate_dir = {:?}\n[lake_aws]\nendpoint_url = {seaweed:?}\nregion = \"us-east-1\"\n[http]\nlisten = \"127.0.0.1:0\"\n[ingest]\npoll_interval = \"100ms\"\nconcurrency = 4\ncommit_rows = 5000\n[[source]]\ntype = \"s3\"\nbucket = {source_bucket:?}\nendpoint_url = {moto:?}\nregion = \"us-east-1\"\n",
             dir.path().join("state").display().to_string(),
         ),
     )
@@ -165,6 +174,7 @@ fn sigkill_while_ingesting_from_s3_into_a_lake_on_s3_loses_and_doubles_nothing()
     serve.child.wait().expect("reap");
 }
 
+/// Small commit groups: each scan commits many groups, each while the next one fills.
 #[test]
 fn sigkill_at_random_moments_then_restart_yields_the_uninterrupted_lake() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -181,7 +191,7 @@ fn sigkill_at_random_moments_then_restart_yields_the_uninterrupted_lake() {
     std::fs::write(
         &config,
         format!(
-            "lake = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n[ingest]\npoll_interval = \"100ms\"\nsettle = \"0s\"\nconcurrency = 2\n[[source]]\ntype = \"folder\"\npath = {:?}\n",
+            "lake = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n[ingest]\npoll_interval = \"100ms\"\nsettle = \"0s\"\nconcurrency = 2\ncommit_rows = 4000\n[[source]]\ntype = \"folder\"\npath = {:?}\n",
             lake.display().to_string(),
             data.display().to_string()
         ),

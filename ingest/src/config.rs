@@ -99,6 +99,9 @@ pub struct SqlConfig {
 pub struct IngestConfig {
     /// Objects processed at once. Default: the number of cores.
     pub concurrency: Option<usize>,
+    /// Rows after which a commit group's files are completed and committed. Default 131072:
+    /// fewer make smaller files that become queryable sooner.
+    pub commit_rows: Option<usize>,
     /// Time between scans of each source. Default `5s`.
     #[serde(default, with = "humantime_serde")]
     pub poll_interval: Option<Duration>,
@@ -296,6 +299,8 @@ pub struct Config {
     /// The environment variable the token is read from, for messages.
     pub http_token_env: String,
     pub concurrency: usize,
+    /// Rows per commit group (see [`crate::pipeline::Pipeline::with_group_rows`]).
+    pub commit_rows: usize,
     /// Several workers share the lake (see [`crate::shared`]).
     pub shared_lake: bool,
     pub poll_interval: Duration,
@@ -339,6 +344,7 @@ impl std::fmt::Debug for Config {
                 &self.http_token.as_ref().map(|_| "<redacted>"),
             )
             .field("concurrency", &self.concurrency)
+            .field("commit_rows", &self.commit_rows)
             .field("poll_interval", &self.poll_interval)
             .field("settle", &self.settle)
             .field("limits", &self.limits)
@@ -419,6 +425,11 @@ impl Config {
             Some(0) => return Err(invalid("ingest.concurrency", "must be at least 1")),
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(2, usize::from),
+        };
+        let commit_rows = match i.commit_rows {
+            Some(0) => return Err(invalid("ingest.commit_rows", "must be at least 1")),
+            Some(n) => n,
+            None => crate::pipeline::GROUP_MAX_ROWS,
         };
         let poll_interval = i.poll_interval.unwrap_or(Duration::from_secs(5));
         if poll_interval.is_zero() {
@@ -576,6 +587,7 @@ impl Config {
             http_token,
             http_token_env: token_env.to_owned(),
             concurrency,
+            commit_rows,
             shared_lake: i.shared_lake.unwrap_or(false),
             poll_interval,
             settle: i.settle.unwrap_or(Duration::from_secs(1)),
@@ -783,6 +795,8 @@ mod tests {
             |text: &str| Config::from_file(ConfigFile::parse(text, "t").expect("parse"), &no_env);
         let err = parse("[ingest]\nconcurrency = 0\n").expect_err("zero");
         assert!(err.to_string().starts_with("ingest.concurrency"), "{err}");
+        let err = parse("[ingest]\ncommit_rows = 0\n").expect_err("zero");
+        assert!(err.to_string().starts_with("ingest.commit_rows"), "{err}");
         let err = parse("[http]\nlisten = \"nope\"\n").expect_err("address");
         assert!(err.to_string().starts_with("http.listen"), "{err}");
         let err =

@@ -116,6 +116,23 @@ pub struct CommittedObject<'a> {
     pub claims: &'a [ClaimKey],
 }
 
+/// What [`Ledger::begin_publish`] notes for a group.
+#[derive(Debug, Serialize, Deserialize)]
+struct PublishNote {
+    paths: Vec<String>,
+    noted_at_micros: Option<i64>,
+}
+
+/// A group whose publish began and was never committed (see [`Ledger::unfinished_publishes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedPublish {
+    pub stem: String,
+    /// Its files, relative to the lake root.
+    pub paths: Vec<String>,
+    /// When the publish began; `None` for a note written by an earlier version.
+    pub noted_at_micros: Option<i64>,
+}
+
 /// The ingestion checkpoint; see the module documentation.
 #[derive(Debug)]
 pub struct Ledger {
@@ -359,10 +376,14 @@ impl Ledger {
     }
 
     /// Notes that the lake files `paths` of the group `stem` are about to be published (before
-    /// the first of them appears in the lake).
+    /// the first of them appears in the lake), and when.
     pub fn begin_publish(&self, stem: &str, paths: &[String]) -> Result<(), LedgerError> {
         let action = "recording files about to be published";
-        let bytes = serde_json::to_vec(paths).map_err(|source| LedgerError::Corrupt {
+        let note = PublishNote {
+            paths: paths.to_vec(),
+            noted_at_micros: Some(chrono::Utc::now().timestamp_micros()),
+        };
+        let bytes = serde_json::to_vec(&note).map_err(|source| LedgerError::Corrupt {
             uri: stem.to_owned(),
             source,
         })?;
@@ -388,8 +409,8 @@ impl Ledger {
     }
 
     /// Groups whose files were being published when the process stopped, never committed: their
-    /// stems and files, which no object owns and which are to be deleted.
-    pub fn unfinished_publishes(&self) -> Result<Vec<(String, Vec<String>)>, LedgerError> {
+    /// files, which no object owns and which are to be deleted.
+    pub fn unfinished_publishes(&self) -> Result<Vec<UnfinishedPublish>, LedgerError> {
         let action = "listing unfinished publishes";
         let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
         let table = tx
@@ -397,14 +418,25 @@ impl Ledger {
             .map_err(|e| store(action)(e.into()))?;
         let mut out = Vec::new();
         for item in table.iter().map_err(|e| store(action)(e.into()))? {
-            let (stem, paths) = item.map_err(|e| store(action)(e.into()))?;
+            let (stem, note) = item.map_err(|e| store(action)(e.into()))?;
             let stem = stem.value().to_owned();
-            let paths =
-                serde_json::from_slice(paths.value()).map_err(|source| LedgerError::Corrupt {
+            // Notes of earlier versions are the bare list of paths.
+            let note = serde_json::from_slice::<PublishNote>(note.value())
+                .or_else(|_| {
+                    serde_json::from_slice(note.value()).map(|paths| PublishNote {
+                        paths,
+                        noted_at_micros: None,
+                    })
+                })
+                .map_err(|source| LedgerError::Corrupt {
                     uri: stem.clone(),
                     source,
                 })?;
-            out.push((stem, paths));
+            out.push(UnfinishedPublish {
+                stem,
+                paths: note.paths,
+                noted_at_micros: note.noted_at_micros,
+            });
         }
         Ok(out)
     }
@@ -631,6 +663,40 @@ mod tests {
             ledger.claim_event_ids("a", &[Some(claim)]).expect("claim"),
             [true]
         );
+    }
+
+    #[test]
+    fn publish_notes_carry_their_time_and_notes_of_earlier_versions_still_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = Ledger::open(&dir.path().join("ledger.redb")).expect("open");
+        let before = chrono::Utc::now().timestamp_micros();
+        ledger
+            .begin_publish("new", &["cloudtrail/a.parquet".to_owned()])
+            .expect("note");
+        {
+            let tx = ledger.db.begin_write().expect("tx");
+            tx.open_table(PUBLISHING)
+                .expect("table")
+                .insert("old", br#"["mongodb_audit/b.parquet"]"#.as_slice())
+                .expect("insert");
+            tx.commit().expect("commit");
+        }
+        let mut notes = ledger.unfinished_publishes().expect("list");
+        notes.sort_by(|a, b| a.stem.cmp(&b.stem));
+        assert_eq!(notes[0].stem, "new");
+        assert_eq!(notes[0].paths, ["cloudtrail/a.parquet"]);
+        assert!(notes[0].noted_at_micros.is_some_and(|t| t >= before));
+        assert_eq!(
+            notes[1],
+            UnfinishedPublish {
+                stem: "old".into(),
+                paths: vec!["mongodb_audit/b.parquet".into()],
+                noted_at_micros: None,
+            }
+        );
+        ledger.end_publish("new").expect("end");
+        ledger.end_publish("old").expect("end");
+        assert!(ledger.unfinished_publishes().expect("list").is_empty());
     }
 
     #[test]

@@ -19,6 +19,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use auditlake_query::LakeRoot;
 use auditlake_schema as schema;
 
 use auditlake_detect::deliver::Webhook;
@@ -38,6 +39,10 @@ use crate::shared::{SharedError, SharedLake};
 use crate::source::layout::ObjectKind;
 use crate::source::{LogSource, SourceError, SourceObject};
 
+/// How long after a publish began its files are deleted at recovery from an object store:
+/// time for a write the stopped process had sent to be applied (or refused) by the store.
+pub const PUBLISH_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Tries before an object is recorded as failed.
 pub const MAX_ATTEMPTS: u32 = 5;
 
@@ -45,7 +50,7 @@ pub const MAX_ATTEMPTS: u32 = 5;
 /// in memory (or when its scan has nothing more). Large groups make few, large files (one per
 /// table and hour) and few ledger commits; the bounds keep memory and the claims held in flight
 /// small whatever the input.
-const GROUP_MAX_ROWS: usize = 128 * 1024;
+pub const GROUP_MAX_ROWS: usize = 128 * 1024;
 const GROUP_MAX_OBJECTS: usize = 4096;
 const GROUP_MAX_BUFFERED_BYTES: usize = 48 << 20;
 
@@ -235,15 +240,21 @@ impl Detection {
         engine.observe(table, batch, now_micros)
     }
 
-    /// Saves the engine state and queues `alerts`, inside the ledger transaction `tx`.
+    /// The engine state now.
+    fn save(&self) -> EngineState {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner()).save()
+    }
+
+    /// Saves `state` (the engine's after a group's last object) and queues `alerts`, inside
+    /// the ledger transaction `tx`.
     fn persist(
         &self,
         tx: &redb::WriteTransaction,
+        state: &EngineState,
         alerts: &[Alert],
         now_micros: i64,
     ) -> Result<(), redb::Error> {
-        let state = self.engine.lock().unwrap_or_else(|p| p.into_inner()).save();
-        outbox::save_state(tx, &state)?;
+        outbox::save_state(tx, state)?;
         let sinks_for = |a: &Alert| {
             self.webhooks
                 .iter()
@@ -263,6 +274,8 @@ pub struct Pipeline {
     writer: LakeWriter,
     limits: DecodeLimits,
     concurrency: usize,
+    /// Rows after which a commit group is full.
+    group_rows: usize,
     stats: Arc<IngestStats>,
     attempts: Mutex<HashMap<String, u32>>,
     /// URIs of objects being ingested by a call of [`Pipeline::ingest_objects`]; another call
@@ -293,6 +306,21 @@ struct Member {
     digest: bool,
 }
 
+/// A group's commit running on a blocking thread.
+struct Committing {
+    objects: Vec<SourceObject>,
+    task: tokio::task::JoinHandle<CommitResult>,
+}
+
+/// A committed group's objects and alerts, or the group (to abandon) and why it failed.
+type CommitResult = Result<(Vec<Member>, Vec<Alert>), Box<(Group, ObjectError)>>;
+
+/// How a commit failed: with the group to abandon, or with its task (a panic).
+enum CommitFailed {
+    Group(Box<(Group, ObjectError)>),
+    Lost(GroupFailure),
+}
+
 /// Why a group could not be committed, and the objects that were in it.
 struct GroupFailure {
     objects: Vec<SourceObject>,
@@ -314,6 +342,8 @@ struct Group {
     detection: Option<Detection>,
     /// One object per group, its files named after it (see [`Pipeline::with_shared`]).
     per_object: bool,
+    /// Rows after which the group is full.
+    max_rows: usize,
     stem: String,
     files: Option<GroupFiles>,
     /// The files' paths once they were closed for publishing, and whether the ledger notes them.
@@ -324,6 +354,9 @@ struct Group {
     cursors: Vec<(String, Vec<u8>)>,
     /// Detector state before the first object joined, restored if the group is abandoned.
     detector_before: Option<EngineState>,
+    /// Detector state after the last object joined (see [`Group::seal`]), committed with the
+    /// group: the next group may be observing already while this one commits.
+    detector_after: Option<EngineState>,
 }
 
 impl Group {
@@ -332,12 +365,14 @@ impl Group {
         writer: LakeWriter,
         detection: Option<Detection>,
         per_object: bool,
+        max_rows: usize,
     ) -> Self {
         Group {
             ledger,
             writer,
             detection,
             per_object,
+            max_rows,
             stem: String::new(),
             files: None,
             closed_paths: Vec::new(),
@@ -346,6 +381,7 @@ impl Group {
             alerts: Vec::new(),
             cursors: Vec::new(),
             detector_before: None,
+            detector_after: None,
         }
     }
 
@@ -358,7 +394,7 @@ impl Group {
         (self.per_object && !self.members.is_empty())
             || self.members.len() >= GROUP_MAX_OBJECTS
             || self.files.as_ref().is_some_and(|f| {
-                f.rows() >= GROUP_MAX_ROWS || f.buffered_bytes() >= GROUP_MAX_BUFFERED_BYTES
+                f.rows() >= self.max_rows || f.buffered_bytes() >= GROUP_MAX_BUFFERED_BYTES
             })
     }
 
@@ -448,11 +484,19 @@ impl Group {
         Ok(())
     }
 
-    /// Publishes the group's files and commits its objects; see [`Group`].
-    fn commit(mut self) -> Result<(Vec<Member>, Vec<Alert>), GroupFailure> {
+    /// Ends the group: no object joins after this. Notes the detector state to commit.
+    fn seal(&mut self) {
+        if let Some(d) = &self.detection {
+            self.detector_after = Some(d.save());
+        }
+    }
+
+    /// Publishes the group's files and commits its objects; see [`Group`]. On failure the
+    /// group is handed back to be abandoned (after any group that joined objects since).
+    fn commit(mut self) -> CommitResult {
         match self.publish_and_commit() {
             Ok(()) => Ok((self.members, self.alerts)),
-            Err(error) => Err(self.abandon(error)),
+            Err(error) => Err(Box::new((self, error))),
         }
     }
 
@@ -489,10 +533,14 @@ impl Group {
             .collect();
         let stem = noted.then_some(self.stem.as_str());
         let now = chrono::Utc::now().timestamp_micros();
+        let detector = match (&self.detection, &self.detector_after) {
+            (Some(d), Some(state)) => Some((d, state)),
+            _ => None,
+        };
         self.ledger.commit_group(&objects, stem, &|tx| {
             crate::ledger::put_cursors(tx, &self.cursors)?;
-            match &self.detection {
-                Some(d) => d.persist(tx, &self.alerts, now),
+            match detector {
+                Some((d, state)) => d.persist(tx, state, &self.alerts, now),
                 None => Ok(()),
             }
         })?;
@@ -549,12 +597,20 @@ impl Pipeline {
             writer,
             limits,
             concurrency: concurrency.max(1),
+            group_rows: GROUP_MAX_ROWS,
             stats: Arc::default(),
             attempts: Mutex::default(),
             in_flight: Mutex::default(),
             detection: None,
             shared: None,
         }
+    }
+
+    /// Completes and commits a group's files once they hold `rows` rows (default
+    /// [`GROUP_MAX_ROWS`]); the other bounds of a group still hold.
+    pub fn with_group_rows(mut self, rows: usize) -> Self {
+        self.group_rows = rows.max(1);
+        self
     }
 
     /// Decides event-id ownership and skips objects through `shared`, for several workers.
@@ -587,18 +643,41 @@ impl Pipeline {
     /// were never committed (see [`Group`]). Call once, before ingesting.
     pub async fn recover(&self) -> Result<usize, ObjectError> {
         let ledger = self.ledger.clone();
+        let unfinished = ledger.unfinished_publishes()?;
+        if unfinished.is_empty() {
+            return Ok(0);
+        }
+        // A PUT the stopped process had sent may still be applied by the store after it died:
+        // deleting before then would leave that file in the lake. Local files appear only by a
+        // rename, which a stopped process cannot make.
+        if matches!(self.writer.root(), LakeRoot::Store { .. }) {
+            let now = chrono::Utc::now().timestamp_micros();
+            let youngest = unfinished
+                .iter()
+                .map(|u| u.noted_at_micros.unwrap_or(now))
+                .max()
+                .unwrap_or(now);
+            let settled_at = youngest + PUBLISH_SETTLE.as_micros() as i64;
+            if settled_at > now {
+                let wait = std::time::Duration::from_micros((settled_at - now) as u64);
+                tracing::info!(
+                    wait_ms = wait.as_millis() as u64,
+                    "waiting for writes of the stopped run to settle before deleting its uncommitted files"
+                );
+                tokio::time::sleep(wait).await;
+            }
+        }
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
-            let unfinished = ledger.unfinished_publishes()?;
-            for (stem, paths) in &unfinished {
+            for u in &unfinished {
                 writer
-                    .discard(paths)
+                    .discard(&u.paths)
                     .map_err(|source| ObjectError::Write {
-                        uri: stem.clone(),
+                        uri: u.stem.clone(),
                         source,
                     })?;
-                ledger.end_publish(stem)?;
-                tracing::info!(group = %stem, files = paths.len(), "deleted the files of a group an earlier run did not commit");
+                ledger.end_publish(&u.stem)?;
+                tracing::info!(group = %u.stem, files = u.paths.len(), "deleted the files of a group an earlier run did not commit");
             }
             Ok(unfinished.len())
         })
@@ -710,9 +789,11 @@ impl Pipeline {
             }
             failed
         };
+        // A full group commits while the next one fills; one commit at a time, in order.
         let consume = async {
             let (mut committed, mut failed) = (0, 0);
             let mut group = self.new_group();
+            let mut committing: Option<Committing> = None;
             let mut next = receiver.recv().await;
             while let Some(prepared) = next.take() {
                 let added;
@@ -725,21 +806,19 @@ impl Pipeline {
                 next = receiver.recv().await;
                 if group.is_full() || (next.is_none() && !group.is_empty()) {
                     let full = std::mem::replace(&mut group, self.new_group());
-                    let n = match self.commit(full).await {
-                        Ok(n) => {
-                            committed += n;
-                            n
-                        }
-                        Err(failure) => {
-                            let n = self.group_failed(source.name(), failure);
-                            failed += n;
-                            n
-                        }
-                    };
-                    done(n);
+                    let (ok, bad, full) = self
+                        .end_commit(source.name(), committing.take(), Some(full))
+                        .await;
+                    (committed, failed) = (committed + ok, failed + bad);
+                    done(ok + bad);
+                    committing = full.map(|g| self.start_commit(g));
                 }
             }
-            (committed, failed)
+            let (ok, bad, _) = self
+                .end_commit(source.name(), committing.take(), None)
+                .await;
+            done(ok + bad);
+            (committed + ok, failed + bad)
         };
         let (produce_failed, (committed, consume_failed)) = tokio::join!(produce, consume);
         drop(fresh);
@@ -761,8 +840,22 @@ impl Pipeline {
             let prepared = self.prepare_bytes(&object, kind, bytes, cursors).await?;
             let (group, added) = self.add_to(self.new_group(), prepared).await;
             added.map_err(|f| *f.error)?;
-            self.commit(group).await.map_err(|f| *f.error)?;
-            Ok::<(), ObjectError>(())
+            match self.finish_commit(self.start_commit(group)).await {
+                Ok(_) => Ok::<(), ObjectError>(()),
+                Err(CommitFailed::Group(failed)) => {
+                    let (group, error) = *failed;
+                    let message = error.to_string();
+                    let failure = Self::abandon(vec![(group, error)]).await.pop();
+                    Err(failure.map_or(
+                        ObjectError::Task {
+                            uri: object.uri.clone(),
+                            message,
+                        },
+                        |f| *f.error,
+                    ))
+                }
+                Err(CommitFailed::Lost(failure)) => Err(*failure.error),
+            }
         }
         .await;
         if let Err(e) = &result {
@@ -779,6 +872,7 @@ impl Pipeline {
             self.writer.clone(),
             self.detection.clone(),
             self.shared.is_some(),
+            self.group_rows,
         )
     }
 
@@ -834,19 +928,98 @@ impl Pipeline {
         }
     }
 
-    /// Commits `group` on a blocking thread, then counts its objects and tells other workers
-    /// and the webhook deliverer; the number of objects committed.
-    async fn commit(&self, group: Group) -> Result<usize, GroupFailure> {
-        let objects: Vec<SourceObject> = group.members.iter().map(|m| m.object.clone()).collect();
-        let (members, alerts) = tokio::task::spawn_blocking(move || group.commit())
-            .await
-            .map_err(|e| GroupFailure {
-                objects: objects.clone(),
-                error: Box::new(ObjectError::Task {
-                    uri: objects.first().map(|o| o.uri.clone()).unwrap_or_default(),
-                    message: e.to_string(),
-                }),
-            })??;
+    /// Seals `group` and starts its commit on a blocking thread.
+    fn start_commit(&self, mut group: Group) -> Committing {
+        group.seal();
+        Committing {
+            objects: group.members.iter().map(|m| m.object.clone()).collect(),
+            task: tokio::task::spawn_blocking(move || group.commit()),
+        }
+    }
+
+    /// Waits for the commit in flight, if any, then hands back `next` (the group that filled
+    /// meanwhile) to be committed in turn: the objects committed and failed, and that group. If
+    /// the commit failed, `next` is abandoned first (its detector observations came after the
+    /// failed group's, which are undone next) and its objects fail with it, to be retried.
+    async fn end_commit(
+        &self,
+        source_name: &str,
+        committing: Option<Committing>,
+        next: Option<Group>,
+    ) -> (usize, usize, Option<Group>) {
+        let Some(committing) = committing else {
+            return (0, 0, next);
+        };
+        let failed = match self.finish_commit(committing).await {
+            Ok(n) => return (n, 0, next),
+            Err(failed) => failed,
+        };
+        let message =
+            |error: &ObjectError| format!("the group committed before this one failed: {error}");
+        let mut to_abandon = Vec::new();
+        let mut lost = None;
+        let cause = match failed {
+            CommitFailed::Group(failed) => {
+                let (group, error) = *failed;
+                let cause = message(&error);
+                to_abandon.push((group, error));
+                cause
+            }
+            CommitFailed::Lost(failure) => {
+                let cause = message(&failure.error);
+                lost = Some(failure);
+                cause
+            }
+        };
+        if let Some(next) = next.filter(|g| !g.is_empty()) {
+            let error = ObjectError::Task {
+                uri: next.members[0].object.uri.clone(),
+                message: cause,
+            };
+            to_abandon.insert(0, (next, error));
+        }
+        let mut n = 0;
+        for failure in Self::abandon(to_abandon).await.into_iter().chain(lost) {
+            n += self.group_failed(source_name, failure);
+        }
+        (0, n, None)
+    }
+
+    /// Abandons `groups` in order, on a blocking thread (deleting files may wait on a store).
+    async fn abandon(groups: Vec<(Group, ObjectError)>) -> Vec<GroupFailure> {
+        if groups.is_empty() {
+            return Vec::new();
+        }
+        let abandoned = tokio::task::spawn_blocking(move || {
+            groups
+                .into_iter()
+                .map(|(group, error)| group.abandon(error))
+                .collect()
+        })
+        .await;
+        // Only when the runtime shuts down: the objects were not recorded, a later run
+        // processes them.
+        abandoned.unwrap_or_default()
+    }
+
+    /// Waits for a commit, then counts its objects and tells other workers and the webhook
+    /// deliverer; the number of objects committed.
+    async fn finish_commit(&self, committing: Committing) -> Result<usize, CommitFailed> {
+        let Committing { objects, task } = committing;
+        let (members, alerts) = match task.await {
+            Ok(Ok(committed)) => committed,
+            Ok(Err(failed)) => return Err(CommitFailed::Group(failed)),
+            // A panic: the group is gone with its thread; its objects are retried.
+            Err(e) => {
+                return Err(CommitFailed::Lost(GroupFailure {
+                    error: Box::new(ObjectError::Task {
+                        uri: objects.first().map(|o| o.uri.clone()).unwrap_or_default(),
+                        message: e.to_string(),
+                    }),
+                    objects,
+                }));
+            }
+        };
         let s = &self.stats;
         for member in &members {
             let (object, e) = (&member.object, &member.entry);

@@ -128,6 +128,7 @@ pub async fn open_pipeline(config: &Config) -> Result<Ingestion, ServiceError> {
         wake: deliverer.waker(),
     };
     let mut pipeline = Pipeline::new(ledger, writer, config.limits.into(), config.concurrency)
+        .with_group_rows(config.commit_rows)
         .with_detection(detection);
     if config.shared_lake {
         pipeline = pipeline.with_shared(Arc::new(SharedLake::new(&root)?));

@@ -8,12 +8,15 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, BooleanArray, StringArray, TimestampMicrosecondArray};
 use arrow::compute::{SortOptions, filter_record_batch, sort_to_indices, take_record_batch};
-use arrow::datatypes::Schema;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
+use rayon::prelude::*;
 
 use auditlake_query::LakeRoot;
 use auditlake_schema::{self as schema, Partition};
@@ -331,22 +334,34 @@ impl Write for Sink {
     }
 }
 
-/// One Parquet file being written.
+/// One Parquet file being written. Appended rows are held until [`ENCODE_ROWS`] of them are,
+/// then their columns are encoded in parallel (rayon's pool) into the row group in progress:
+/// writing is the serial stage of a commit group, and encoding is most of it, so this keeps it
+/// from holding back the decoders; large steps keep the cost of the hand-off small.
 struct OpenFile {
     relative: String,
-    writer: ArrowWriter<Sink>,
+    schema: SchemaRef,
+    file: SerializedFileWriter<Sink>,
+    row_groups: ArrowRowGroupWriterFactory,
+    /// For each field of `schema`, the writers of its Parquet leaf columns for the row group in
+    /// progress (none between row groups).
+    columns: Vec<Vec<ArrowColumnWriter>>,
+    /// Rows appended and not yet encoded, all bound for the row group in progress.
+    held: Vec<RecordBatch>,
+    held_rows: usize,
+    /// Rows of the row group in progress, encoded or held.
+    row_group_rows: usize,
     rows: usize,
     /// The group's append count at this file's last append.
     last_append: u64,
 }
 
+/// Rows an open file holds before encoding them.
+const ENCODE_ROWS: usize = 16 * 1024;
+
 impl OpenFile {
     /// Creates the file `relative` (locally under its temporary name).
-    fn create(
-        root: &LakeRoot,
-        relative: String,
-        schema: arrow::datatypes::SchemaRef,
-    ) -> Result<Self, WriteError> {
+    fn create(root: &LakeRoot, relative: String, schema: SchemaRef) -> Result<Self, WriteError> {
         let sink = match root {
             LakeRoot::Local(root) => {
                 let path = root.join(&relative);
@@ -359,24 +374,39 @@ impl OpenFile {
             LakeRoot::Store { .. } => Sink::Memory(Vec::new()),
         };
         let properties = properties(&schema);
-        let writer = ArrowWriter::try_new(sink, schema, Some(properties)).map_err(|source| {
-            WriteError::Parquet {
+        // Through ArrowWriter so that the file carries the Arrow schema like any other.
+        let (file, row_groups) = ArrowWriter::try_new(sink, schema.clone(), Some(properties))
+            .and_then(ArrowWriter::into_serialized_writer)
+            .map_err(|source| WriteError::Parquet {
                 path: relative.clone(),
                 source,
-            }
-        })?;
+            })?;
         Ok(OpenFile {
             relative,
-            writer,
+            schema,
+            file,
+            row_groups,
+            columns: Vec::new(),
+            held: Vec::new(),
+            held_rows: 0,
+            row_group_rows: 0,
             rows: 0,
             last_append: 0,
         })
     }
 
+    fn parquet_err(&self) -> impl Fn(parquet::errors::ParquetError) -> WriteError + '_ {
+        move |source| WriteError::Parquet {
+            path: self.relative.clone(),
+            source,
+        }
+    }
+
     /// Writes the footer (and syncs a local file); the file is then ready to publish.
-    fn finish(self) -> Result<(WrittenFile, Sink), WriteError> {
+    fn finish(mut self) -> Result<(WrittenFile, Sink), WriteError> {
+        self.flush_row_group()?;
         let sink = self
-            .writer
+            .file
             .into_inner()
             .map_err(|source| WriteError::Parquet {
                 path: self.relative.clone(),
@@ -392,15 +422,113 @@ impl OpenFile {
         Ok((written, sink))
     }
 
+    /// Appends `batch`, completing a row group each [`ROW_GROUP_ROWS`] rows.
     fn write(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {
-        self.writer
-            .write(batch)
-            .map_err(|source| WriteError::Parquet {
-                path: self.relative.clone(),
-                source,
-            })?;
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let n = (ROW_GROUP_ROWS - self.row_group_rows).min(batch.num_rows() - offset);
+            self.held.push(batch.slice(offset, n));
+            self.held_rows += n;
+            self.row_group_rows += n;
+            offset += n;
+            if self.row_group_rows >= ROW_GROUP_ROWS {
+                self.flush_row_group()?;
+            } else if self.held_rows >= ENCODE_ROWS {
+                self.encode_held()?;
+            }
+        }
         self.rows += batch.num_rows();
         Ok(())
+    }
+
+    /// Encodes the held rows into the row group in progress, one task per field.
+    fn encode_held(&mut self) -> Result<(), WriteError> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        if self.columns.is_empty() {
+            self.columns = self.new_column_writers()?;
+        }
+        let held = std::mem::take(&mut self.held);
+        self.held_rows = 0;
+        let fields = self.schema.fields();
+        let encoded = self
+            .columns
+            .par_iter_mut()
+            .enumerate()
+            .try_for_each(|(index, writers)| {
+                for batch in &held {
+                    let leaves = compute_leaves(&fields[index], batch.column(index))?;
+                    for (writer, leaf) in writers.iter_mut().zip(&leaves) {
+                        writer.write(leaf)?;
+                    }
+                }
+                Ok(())
+            });
+        encoded.map_err(self.parquet_err())
+    }
+
+    /// The writers of a new row group, grouped by the field their leaf column belongs to.
+    fn new_column_writers(&self) -> Result<Vec<Vec<ArrowColumnWriter>>, WriteError> {
+        let index = self.file.flushed_row_groups().len();
+        let writers = self
+            .row_groups
+            .create_column_writers(index)
+            .map_err(self.parquet_err())?;
+        let descriptor = self.file.schema_descr();
+        let mut by_field: Vec<Vec<ArrowColumnWriter>> = (0..self.schema.fields().len())
+            .map(|_| Vec::new())
+            .collect();
+        for (leaf, writer) in writers.into_iter().enumerate() {
+            by_field[descriptor.get_column_root_idx(leaf)].push(writer);
+        }
+        Ok(by_field)
+    }
+
+    /// Completes the row group in progress (its columns' last pages compressed in parallel)
+    /// and writes it to the file.
+    fn flush_row_group(&mut self) -> Result<(), WriteError> {
+        self.encode_held()?;
+        if self.columns.is_empty() {
+            return Ok(());
+        }
+        let columns = std::mem::take(&mut self.columns);
+        self.row_group_rows = 0;
+        let chunks = columns
+            .into_par_iter()
+            .flatten()
+            .map(ArrowColumnWriter::close)
+            .collect::<Result<Vec<_>, _>>();
+        let relative = &self.relative;
+        let parquet_err = |source| WriteError::Parquet {
+            path: relative.clone(),
+            source,
+        };
+        let chunks = chunks.map_err(parquet_err)?;
+        let mut row_group = self.file.next_row_group().map_err(parquet_err)?;
+        for chunk in chunks {
+            chunk
+                .append_to_row_group(&mut row_group)
+                .map_err(parquet_err)?;
+        }
+        row_group.close().map_err(parquet_err)?;
+        Ok(())
+    }
+
+    /// Bytes held in memory for the row group in progress: rows not yet encoded, and pages.
+    fn memory_size(&self) -> usize {
+        let held: usize = self
+            .held
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        let encoded: usize = self
+            .columns
+            .iter()
+            .flatten()
+            .map(ArrowColumnWriter::memory_size)
+            .sum();
+        held + encoded
     }
 }
 
@@ -543,7 +671,7 @@ impl GroupFiles {
         };
         self.open
             .values()
-            .map(|f| f.writer.memory_size() + held(f.writer.inner()))
+            .map(|f| f.memory_size() + held(f.file.inner()))
             .chain(self.closed.iter().map(|(_, sink)| held(sink)))
             .sum()
     }
@@ -791,6 +919,49 @@ mod tests {
                 .iter()
                 .all(|p| !p.to_string_lossy().ends_with(".tmp")),
             "temporary names are gone"
+        );
+    }
+
+    #[test]
+    fn rows_held_and_encoded_in_steps_fill_row_groups_of_the_set_size_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = LakeWriter::create(LakeRoot::Local(dir.path().to_path_buf())).expect("writer");
+        let mut group = writer.open_group("g".into());
+        // Uneven batches, so that encoding steps and row groups both cut through batches.
+        let sizes: Vec<usize> = (0..60).map(|i| 1_000 + (i * 7_919) % 9_000).collect();
+        let mut expected = Vec::new();
+        for (i, size) in sizes.iter().enumerate() {
+            let uri = format!("o{i}");
+            group
+                .append(schema::REJECTED, &rows(&uri, &vec![500_000; *size]), 0)
+                .expect("append");
+            expected.extend(std::iter::repeat_n(uri, *size));
+        }
+        group.finish().expect("finish").publish().expect("publish");
+        let files = parquet_files(dir.path());
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(read_uris(dir.path(), &files[0]), expected);
+
+        let file = File::open(dir.path().join(&files[0])).expect("open");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("reader");
+        let groups: Vec<i64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        let total = expected.len() as i64;
+        let full = ROW_GROUP_ROWS as i64;
+        assert!(total > 2 * full, "the test spans three row groups");
+        assert_eq!(groups, [full, full, total - 2 * full]);
+        assert_eq!(
+            reader
+                .schema()
+                .field_with_name("ingested_at")
+                .expect("time")
+                .data_type(),
+            &schema::timestamp_type(),
+            "the file carries the Arrow schema (time zone UTC)"
         );
     }
 
