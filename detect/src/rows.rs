@@ -1,8 +1,6 @@
 //! Typed, by-name access to the columns of a lake batch, for rules.
 
-use arrow::array::{
-    Array, AsArray, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
-};
+use arrow::array::{Array, AsArray, Int32Array, Int64Array, TimestampMicrosecondArray};
 use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 
@@ -27,14 +25,16 @@ impl<'a> Rows<'a> {
         self.batch.num_rows() == 0
     }
 
-    fn strings(&self, column: &str) -> Option<&'a StringArray> {
-        self.batch.column_by_name(column)?.as_string_opt::<i32>()
-    }
-
-    /// A text cell.
+    /// A text cell, from a string or string-view column (the lake's reader gives views).
     pub fn str(&self, column: &str, row: usize) -> Option<&'a str> {
-        let array = self.strings(column)?;
-        array.is_valid(row).then(|| array.value(row))
+        let array = self.batch.column_by_name(column)?;
+        if !array.is_valid(row) {
+            return None;
+        }
+        if let Some(strings) = array.as_string_opt::<i32>() {
+            return Some(strings.value(row));
+        }
+        array.as_string_view_opt().map(|views| views.value(row))
     }
 
     /// A 32-bit integer cell.
@@ -77,5 +77,40 @@ impl<'a> Rows<'a> {
             source_index: self.i64("source_index", row).unwrap_or_default(),
             event_time_micros: self.time(time_column, row).unwrap_or_default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, StringArray, StringViewArray};
+
+    use super::*;
+
+    #[test]
+    fn text_cells_read_alike_from_string_and_string_view_columns() {
+        let values = [
+            Some("AssumeRole"),
+            None,
+            Some("a value longer than twelve bytes"),
+        ];
+        let batch = RecordBatch::try_from_iter([
+            (
+                "plain",
+                Arc::new(StringArray::from(values.to_vec())) as ArrayRef,
+            ),
+            (
+                "view",
+                Arc::new(StringViewArray::from(values.to_vec())) as ArrayRef,
+            ),
+        ])
+        .expect("batch");
+        let rows = Rows::new(&batch);
+        for (row, expected) in values.iter().enumerate() {
+            assert_eq!(rows.str("plain", row), *expected);
+            assert_eq!(rows.str("view", row), *expected);
+        }
+        assert_eq!(rows.str("missing", 0), None);
     }
 }

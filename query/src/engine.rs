@@ -8,7 +8,7 @@ use datafusion::error::DataFusionError;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -255,6 +255,21 @@ fn read_only() -> SQLOptions {
         .with_allow_statements(false)
 }
 
+/// `schema` with its text columns read as string views: the Parquet reader then points into
+/// the decoded pages instead of copying every value, and comparisons start from the inlined
+/// prefix (DataFusion's own choice for tables whose schema it infers).
+fn with_string_views(schema: &Schema) -> SchemaRef {
+    let fields: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|field| match field.data_type() {
+            DataType::Utf8 => Arc::new(field.as_ref().clone().with_data_type(DataType::Utf8View)),
+            _ => field.clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 impl QueryEngine {
     /// Opens the lake at `root` (a local folder), creating its table folders if missing.
     pub async fn open(root: &Path) -> Result<Self, QueryError> {
@@ -271,6 +286,9 @@ impl QueryEngine {
         let parquet = &mut config.options_mut().execution.parquet;
         parquet.pushdown_filters = true;
         parquet.reorder_filters = true;
+        // Two tasks per core: a task waiting on a file's pages leaves its core to the other.
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        config = config.with_target_partitions(2 * cores);
         // The ingest side adds files all the time: list them on every query, never from a cache.
         let runtime = RuntimeEnvBuilder::new()
             .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
@@ -313,6 +331,7 @@ impl QueryEngine {
                     );
             let file_schema =
                 schema::file_schema(table).ok_or_else(|| open_err("no schema".into()))?;
+            let file_schema = with_string_views(&file_schema);
             let config = ListingTableConfig::new(url)
                 .with_listing_options(options)
                 .with_schema(file_schema);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, BooleanArray, StringArray, TimestampMicrosecondArray};
 use arrow::compute::{SortOptions, filter_record_batch, sort_to_indices, take_record_batch};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -23,9 +23,11 @@ use auditlake_schema::{self as schema, Partition};
 use object_store::ObjectStoreExt;
 
 /// Columns whose values are (nearly) unique per row: no dictionary encoding.
-const NEARLY_UNIQUE_COLUMNS: [&str; 14] = [
+const NEARLY_UNIQUE_COLUMNS: [&str; 16] = [
     "event_time",
     "event_id",
+    "user_principal_id",
+    "user_access_key_id",
     "request_id",
     "shared_event_id",
     "assumed_access_key_id",
@@ -54,6 +56,9 @@ const JSON_TEXT_COLUMNS: [&str; 10] = [
     "raw",
     "decode_note",
 ];
+
+/// Text columns with many values per file (a dictionary that may not fit), kept compressed.
+const MANY_VALUED_COLUMNS: [&str; 3] = ["conn_uuid", "user_agent", "source_uri"];
 
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -785,6 +790,18 @@ fn properties(schema: &Schema) -> WriterProperties {
             builder = builder.set_column_dictionary_enabled(column.into(), false);
         }
     }
+    // A dictionary-encoded text column is small integers already: compressing it again saves
+    // little, and every reader of every column chunk would pay for a zstd context.
+    for field in schema.fields() {
+        let name = field.name().as_str();
+        if field.data_type() == &DataType::Utf8
+            && !NEARLY_UNIQUE_COLUMNS.contains(&name)
+            && !JSON_TEXT_COLUMNS.contains(&name)
+            && !MANY_VALUED_COLUMNS.contains(&name)
+        {
+            builder = builder.set_column_compression(name.into(), Compression::UNCOMPRESSED);
+        }
+    }
     for column in JSON_TEXT_COLUMNS {
         if schema.column_with_name(column).is_some() {
             builder = builder.set_column_statistics_enabled(column.into(), EnabledStatistics::None);
@@ -963,6 +980,42 @@ mod tests {
             &schema::timestamp_type(),
             "the file carries the Arrow schema (time zone UTC)"
         );
+    }
+
+    #[test]
+    fn dictionary_text_columns_are_stored_uncompressed_and_the_others_compressed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = LakeWriter::create(LakeRoot::Local(dir.path().to_path_buf())).expect("writer");
+        let mut group = writer.open_group("g".into());
+        group
+            .append(schema::REJECTED, &rows("a", &[500_000, 500_000]), 0)
+            .expect("append");
+        group.finish().expect("finish").publish().expect("publish");
+        let files = parquet_files(dir.path());
+        let file = File::open(dir.path().join(&files[0])).expect("open");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("reader");
+        let metadata = reader.metadata().row_group(0);
+        let table = schema::file_schema(schema::REJECTED).expect("schema");
+        let mut uncompressed = 0;
+        for (field, column) in table.fields().iter().zip(metadata.columns()) {
+            let name = field.name().as_str();
+            let dictionary_text = field.data_type() == &DataType::Utf8
+                && ![
+                    &NEARLY_UNIQUE_COLUMNS[..],
+                    &JSON_TEXT_COLUMNS[..],
+                    &MANY_VALUED_COLUMNS[..],
+                ]
+                .concat()
+                .contains(&name);
+            let expected = if dictionary_text {
+                uncompressed += 1;
+                Compression::UNCOMPRESSED
+            } else {
+                Compression::ZSTD(ZstdLevel::try_new(1).expect("level"))
+            };
+            assert_eq!(column.compression(), expected, "{name}");
+        }
+        assert!(uncompressed > 0, "the table has dictionary text columns");
     }
 
     #[test]
