@@ -18,6 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use redb::{
@@ -27,6 +28,10 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+/// Maps and sets keyed by claim keys, which are digests already: a fast hasher is enough.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
 /// Bytes of redb page cache.
 const LEDGER_CACHE_BYTES: usize = 32 << 20;
 
@@ -138,7 +143,9 @@ pub struct UnfinishedPublish {
 pub struct Ledger {
     db: Arc<Database>,
     /// Claims of objects still in flight: claim key → owner hash.
-    pending: Mutex<HashMap<ClaimKey, u64>>,
+    pending: Mutex<FastMap<ClaimKey, u64>>,
+    /// Group commits so far (counted while `pending` is held).
+    commits: AtomicU64,
     /// Whether claims written by an earlier version (by id alone) are to be consulted.
     legacy_claims: bool,
 }
@@ -261,7 +268,8 @@ impl Ledger {
         drop(read);
         Ok(Ledger {
             db: Arc::new(db),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::default(),
+            commits: AtomicU64::new(0),
             legacy_claims,
         })
     }
@@ -308,8 +316,48 @@ impl Ledger {
         uri: &str,
         claims: &[Option<Claim<'_>>],
     ) -> Result<Vec<bool>, LedgerError> {
-        let action = "claiming event ids";
         let owner = owner_hash(uri);
+        // Looked up without holding `pending`, so that objects decoded at once do not wait for
+        // each other; a commit that ends meanwhile is caught below.
+        let commits_before = self.commits.load(Ordering::Acquire);
+        let mut committed = self.committed_owners(claims)?;
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        // A group committed (and left `pending`) after the look-ups began: its claims may be
+        // missing from them, so look again. Under the lock, a commit still ending has its
+        // claims in `pending`.
+        if self.commits.load(Ordering::Acquire) != commits_before {
+            committed = self.committed_owners(claims)?;
+        }
+        let mut seen_here: FastSet<ClaimKey> =
+            FastSet::with_capacity_and_hasher(claims.len(), Default::default());
+        let mut keep = Vec::with_capacity(claims.len());
+        for (claim, committed_owner) in claims.iter().zip(committed) {
+            let Some(Claim { key, .. }) = *claim else {
+                keep.push(true);
+                continue;
+            };
+            if !seen_here.insert(key) {
+                keep.push(false);
+                continue;
+            }
+            let owner_is_other = match committed_owner {
+                Some(committed) => committed != owner,
+                None => pending.get(&key).is_some_and(|p| *p != owner),
+            };
+            if !owner_is_other {
+                pending.insert(key, owner);
+            }
+            keep.push(!owner_is_other);
+        }
+        Ok(keep)
+    }
+
+    /// For each claim, the owner hash of the object that committed its event, if any.
+    fn committed_owners(
+        &self,
+        claims: &[Option<Claim<'_>>],
+    ) -> Result<Vec<Option<u64>>, LedgerError> {
+        let action = "claiming event ids";
         let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
         let table = tx
             .open_table(EVENT_CLAIMS)
@@ -322,40 +370,27 @@ impl Ledger {
         } else {
             None
         };
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let mut seen_here: HashSet<ClaimKey> = HashSet::with_capacity(claims.len());
-        let mut keep = Vec::with_capacity(claims.len());
+        let mut owners = Vec::with_capacity(claims.len());
         for claim in claims {
             let Some(Claim { key, id }) = *claim else {
-                keep.push(true);
+                owners.push(None);
                 continue;
             };
-            if !seen_here.insert(key) {
-                keep.push(false);
-                continue;
-            }
-            let mut committed_owner = table
+            let mut owner = table
                 .get(key)
                 .map_err(|e| store(action)(e.into()))?
                 .map(|o| o.value());
-            if committed_owner.is_none()
+            if owner.is_none()
                 && let Some(legacy) = &legacy
             {
-                committed_owner = legacy
+                owner = legacy
                     .get(id)
                     .map_err(|e| store(action)(e.into()))?
                     .map(|o| owner_hash(o.value()));
             }
-            let owner_is_other = match committed_owner {
-                Some(committed) => committed != owner,
-                None => pending.get(&key).is_some_and(|p| *p != owner),
-            };
-            if !owner_is_other {
-                pending.insert(key, owner);
-            }
-            keep.push(!owner_is_other);
+            owners.push(owner);
         }
-        Ok(keep)
+        Ok(owners)
     }
 
     /// The database, shared with the alert outbox.
@@ -494,6 +529,7 @@ impl Ledger {
         also(&tx).map_err(store(action))?;
         tx.commit().map_err(|e| store(action)(e.into()))?;
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        self.commits.fetch_add(1, Ordering::Release);
         for key in objects.iter().flat_map(|o| o.claims) {
             pending.remove(key);
         }

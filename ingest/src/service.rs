@@ -24,7 +24,7 @@ use auditlake_query::{LakeRoot, QueryEngine};
 use crate::aws::AwsSettings;
 use crate::config::{Config, SourceSpec};
 use crate::lake::writer::LakeWriter;
-use crate::ledger::{Ledger, ObjectStatus};
+use crate::ledger::{Ledger, LedgerError, ObjectStatus};
 use crate::pipeline::{Detection, Pipeline};
 use crate::shared::SharedLake;
 use crate::source::LogSource;
@@ -43,7 +43,7 @@ pub enum ServiceError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Ledger(#[from] crate::ledger::LedgerError),
+    Ledger(#[from] LedgerError),
     #[error("deleting files of an uncommitted group: {0}")]
     Recover(#[from] crate::pipeline::ObjectError),
     #[error(transparent)]
@@ -103,13 +103,38 @@ impl Ingestion {
     }
 }
 
+/// How long a start waits for the ledger to be released by a run that is still stopping.
+const LEDGER_RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// Opens the ledger at `path`, waiting (up to [`LEDGER_RELEASE_WAIT`]) while another run still
+/// holds it: a restarted service may start before the run it replaces has let go.
+async fn open_ledger(path: &std::path::Path) -> Result<Ledger, LedgerError> {
+    let deadline = tokio::time::Instant::now() + LEDGER_RELEASE_WAIT;
+    let mut waiting = false;
+    loop {
+        match Ledger::open(path) {
+            Err(LedgerError::Open {
+                source: redb::Error::DatabaseAlreadyOpen,
+                ..
+            }) if tokio::time::Instant::now() < deadline => {
+                if !waiting {
+                    tracing::info!(path = %path.display(), "the ledger is held by another run; waiting for it to be released");
+                    waiting = true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            opened => return opened,
+        }
+    }
+}
+
 /// Opens the lake writer, ledger and sources of `config`.
 pub async fn open_pipeline(config: &Config) -> Result<Ingestion, ServiceError> {
     std::fs::create_dir_all(&config.state_dir).map_err(|source| ServiceError::StateDir {
         path: config.state_dir.display().to_string(),
         source,
     })?;
-    let ledger = Arc::new(Ledger::open(&config.state_dir.join("ledger.redb"))?);
+    let ledger = Arc::new(open_ledger(&config.state_dir.join("ledger.redb")).await?);
     let root = config.lake.open().await?;
     let writer = LakeWriter::create(root.clone())?;
     let mut engine = config.detect.build().map_err(ServiceError::Detect)?;
@@ -495,5 +520,32 @@ async fn scan_once(pipeline: &Pipeline, source: &dyn LogSource, stop: &Cancellat
             tracing::warn!(source = source.name(), error = %e, "scan failed");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_start_waits_for_the_ledger_to_be_released() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ledger.redb");
+        let held = Ledger::open(&path).expect("open");
+        assert!(matches!(
+            Ledger::open(&path),
+            Err(LedgerError::Open {
+                source: redb::Error::DatabaseAlreadyOpen,
+                ..
+            })
+        ));
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(held);
+        });
+        let started = std::time::Instant::now();
+        open_ledger(&path).await.expect("opened once released");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        release.await.expect("release");
     }
 }

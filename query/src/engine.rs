@@ -286,9 +286,6 @@ impl QueryEngine {
         let parquet = &mut config.options_mut().execution.parquet;
         parquet.pushdown_filters = true;
         parquet.reorder_filters = true;
-        // Two tasks per core: a task waiting on a file's pages leaves its core to the other.
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        config = config.with_target_partitions(2 * cores);
         // The ingest side adds files all the time: list them on every query, never from a cache.
         let runtime = RuntimeEnvBuilder::new()
             .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
