@@ -2,10 +2,12 @@
 //!
 //! For each source scan: list → keep objects the ledger has not recorded in this version →
 //! up to `concurrency` objects at once: classify the key, fetch the bytes, then on a blocking
-//! thread decode, drop CloudTrail events another object already holds, write the Parquet files
-//! (durable on return) and only then commit the object to the ledger. An object that fails is
-//! retried on later scans, and recorded as failed after [`MAX_ATTEMPTS`] tries so that one bad
-//! object cannot stall the others.
+//! thread decode and drop CloudTrail events another object already holds → in listing order,
+//! append each object's rows to the open commit group ([`Group`]) → a full group completes its
+//! Parquet files (durable on return) and only then commits its objects to the ledger, on a
+//! blocking thread while the next group fills (one commit at a time, in order). An object that
+//! fails is retried on later scans, and recorded as failed after [`MAX_ATTEMPTS`] tries so that
+//! one bad object cannot stall the others.
 
 use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};

@@ -1,5 +1,6 @@
 //! Writes batches of a table into partitioned Parquet files: one file per table and partition
-//! for a commit group of objects, published only when complete.
+//! for a commit group of objects, published only when complete. Each file holds appended rows
+//! until 16 Ki of them are, then encodes their columns in parallel (rayon's pool).
 
 use std::collections::BTreeMap;
 use std::fs::File;
