@@ -902,18 +902,7 @@ async fn commits_refused_by_the_lake_store_are_redone_without_loss_or_doubling()
         status["process"]["object_errors"].as_u64() > Some(0),
         "commits failed and were redone: {status}"
     );
-    for (sql, expected) in [
-        ("SELECT count(*) FROM cloudtrail", manifest.cloudtrail_rows),
-        (
-            "SELECT count(DISTINCT event_id) FROM cloudtrail",
-            manifest.cloudtrail_rows,
-        ),
-        (
-            "SELECT count(*) FROM mongodb_audit",
-            manifest.mongodb_audit_rows,
-        ),
-        ("SELECT count(*) FROM rejected", manifest.rejected_rows),
-    ] {
+    for (sql, expected) in common::lake_counts(&manifest) {
         assert_eq!(service.scalar(sql).await as usize, expected, "{sql}");
     }
     service.stop().await;
@@ -948,18 +937,7 @@ async fn two_workers_on_one_queue_and_lake_make_the_lake_of_one() {
     let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
     aws::upload_dir(&s3, &bucket, "", &data).await;
 
-    let expected = [
-        ("SELECT count(*) FROM cloudtrail", manifest.cloudtrail_rows),
-        (
-            "SELECT count(DISTINCT event_id) FROM cloudtrail",
-            manifest.cloudtrail_rows,
-        ),
-        (
-            "SELECT count(*) FROM mongodb_audit",
-            manifest.mongodb_audit_rows,
-        ),
-        ("SELECT count(*) FROM rejected", manifest.rejected_rows),
-    ];
+    let expected = common::lake_counts(&manifest);
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let mut all = true;

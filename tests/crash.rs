@@ -204,22 +204,7 @@ fn sigkill_at_random_moments_then_restart_yields_the_uninterrupted_lake() {
     let mut serve = start(&config);
     wait_idle(&client, &serve.base, Duration::from_secs(300));
     let base = serve.base.clone();
-    assert_counts(
-        &client,
-        &base,
-        &[
-            ("SELECT count(*) FROM cloudtrail", manifest.cloudtrail_rows),
-            (
-                "SELECT count(DISTINCT event_id) FROM cloudtrail",
-                manifest.cloudtrail_rows,
-            ),
-            (
-                "SELECT count(*) FROM mongodb_audit",
-                manifest.mongodb_audit_rows,
-            ),
-            ("SELECT count(*) FROM rejected", manifest.rejected_rows),
-        ],
-    );
+    assert_counts(&client, &base, &common::lake_counts(&manifest));
     // The default rules' alerts (bob's refused AssumeRole, the drop, the root grant) are raised
     // once each, whatever the kills interrupted.
     let alerts = scalar(&client, &base, "SELECT count(*) FROM alerts");

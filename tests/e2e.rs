@@ -23,24 +23,9 @@ fn config_for(lake: &std::path::Path, data: &std::path::Path) -> Config {
 }
 
 async fn assert_counts(service: &Running, manifest: &Manifest) {
-    assert_eq!(
-        service.scalar("SELECT count(*) FROM cloudtrail").await as usize,
-        manifest.cloudtrail_rows
-    );
-    assert_eq!(
-        service
-            .scalar("SELECT count(DISTINCT event_id) FROM cloudtrail")
-            .await as usize,
-        manifest.cloudtrail_rows
-    );
-    assert_eq!(
-        service.scalar("SELECT count(*) FROM mongodb_audit").await as usize,
-        manifest.mongodb_audit_rows
-    );
-    assert_eq!(
-        service.scalar("SELECT count(*) FROM rejected").await as usize,
-        manifest.rejected_rows
-    );
+    for (sql, expected) in common::lake_counts(manifest) {
+        assert_eq!(service.scalar(sql).await as usize, expected, "{sql}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

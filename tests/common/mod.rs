@@ -8,6 +8,23 @@ pub fn corpora() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpora")
 }
 
+/// The queries whose answers a lake holding exactly the sample of `manifest` gives, each with
+/// its expected number: every record once, CloudTrail events by id once.
+pub fn lake_counts(manifest: &auditlake_ingest::sample::Manifest) -> [(&'static str, usize); 4] {
+    [
+        ("SELECT count(*) FROM cloudtrail", manifest.cloudtrail_rows),
+        (
+            "SELECT count(DISTINCT event_id) FROM cloudtrail",
+            manifest.cloudtrail_rows,
+        ),
+        (
+            "SELECT count(*) FROM mongodb_audit",
+            manifest.mongodb_audit_rows,
+        ),
+        ("SELECT count(*) FROM rejected", manifest.rejected_rows),
+    ]
+}
+
 /// The `auditlake` binary built for these tests.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_auditlake"))
