@@ -9,6 +9,7 @@
 //! HTTP API of `auditlake-query`; [`cli`] is the command line. How exactly-once holds across
 //! crashes, sources and workers: `EXACTLY_ONCE.md` next to this file.
 
+pub mod allocator;
 pub mod aws;
 pub mod cli;
 pub mod config;

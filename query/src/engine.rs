@@ -332,7 +332,11 @@ impl QueryEngine {
             let config = ListingTableConfig::new(url)
                 .with_listing_options(options)
                 .with_schema(file_schema);
-            let provider = ListingTable::try_new(config).map_err(|e| open_err(e.to_string()))?;
+            // Files never change once published: their statistics, read from the footers on a
+            // table's first query, are kept (keyed by path, checked against size and time).
+            let provider = ListingTable::try_new(config)
+                .map_err(|e| open_err(e.to_string()))?
+                .with_cache(ctx.runtime_env().cache_manager.get_file_statistic_cache());
             ctx.register_table(table, Arc::new(provider))
                 .map_err(|e| open_err(e.to_string()))?;
         }
@@ -517,5 +521,77 @@ impl QueryEngine {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{
+        ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray, new_null_array,
+    };
+    use datafusion::parquet::arrow::ArrowWriter;
+
+    use super::*;
+
+    /// Writes a `cloudtrail` file of one row per event name into the lake's first hour.
+    fn write_cloudtrail_file(lake: &Path, name: &str, event_names: &[&str]) {
+        let schema = schema::file_schema(schema::CLOUDTRAIL).expect("schema");
+        let rows = event_names.len();
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|field| -> ArrayRef {
+                match field.name().as_str() {
+                    "event_name" => Arc::new(StringArray::from(event_names.to_vec())),
+                    "event_time" | "ingested_at" => Arc::new(
+                        TimestampMicrosecondArray::from(vec![0; rows]).with_timezone("UTC"),
+                    ),
+                    "source_uri" => Arc::new(StringArray::from(vec!["test://object"; rows])),
+                    "source_index" => Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+                    _ if field.is_nullable() => new_null_array(field.data_type(), rows),
+                    other => panic!("no test value for non-null column {other}"),
+                }
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema.clone(), columns).expect("batch");
+        let dir = lake.join("cloudtrail/date=1970-01-01/hour=00");
+        std::fs::create_dir_all(&dir).expect("partition folder");
+        let file = std::fs::File::create(dir.join(name)).expect("file");
+        let mut writer = ArrowWriter::try_new(file, schema, None).expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+    }
+
+    async fn count(engine: &QueryEngine, sql: &str) -> i64 {
+        let output = engine.query(sql).await.expect("query");
+        let column = output.batches[0].column(0);
+        column
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("a count")
+            .value(0)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn file_statistics_are_kept_between_queries_and_new_files_still_seen() {
+        let lake = tempfile::tempdir().expect("tempdir");
+        let engine = QueryEngine::open(lake.path()).await.expect("engine");
+        let cache = engine
+            .ctx
+            .runtime_env()
+            .cache_manager
+            .get_file_statistic_cache()
+            .expect("a file statistics cache");
+        let sql = "SELECT count(*) FROM cloudtrail WHERE event_name = 'AssumeRole'";
+
+        write_cloudtrail_file(lake.path(), "a.parquet", &["AssumeRole", "GetObject"]);
+        assert_eq!(count(&engine, sql).await, 1);
+        assert_eq!(cache.len(), 1, "the first file's statistics are kept");
+
+        write_cloudtrail_file(lake.path(), "b.parquet", &["AssumeRole"]);
+        assert_eq!(count(&engine, sql).await, 2, "a file added later is read");
+        assert_eq!(cache.len(), 2);
+        assert_eq!(count(&engine, sql).await, 2);
+        assert_eq!(cache.len(), 2, "statistics are not read again");
     }
 }

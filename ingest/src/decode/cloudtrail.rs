@@ -14,7 +14,7 @@ use auditlake_schema as schema;
 
 use super::ObjectContext;
 use super::columns::{TableBuilder, table_columns};
-use super::tape::{boolean, get, text, utf8, write_json, write_key, write_object};
+use super::tape::{boolean, get, text, utf8, write_json, write_key, write_object, write_value};
 use super::time::{from_epoch_number, parse_text};
 
 table_columns! {
@@ -359,7 +359,7 @@ fn write_response_elements(response: Option<Value<'_, '_>>, out: &mut Vec<u8>) -
                 out.extend_from_slice(&kept_credentials);
             }
         } else {
-            let _ = value.write(&mut *out);
+            write_value(value, out);
         }
     }
     out.push(b'}');

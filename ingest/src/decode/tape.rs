@@ -8,7 +8,6 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::io::Write as _;
 
 use simd_json::prelude::*;
 use simd_json::tape::Value;
@@ -117,7 +116,41 @@ pub fn write_json(value: Option<Value<'_, '_>>, out: &mut Vec<u8>) -> bool {
     match value {
         None => false,
         Some(v) if v.is_null() => false,
-        Some(v) => v.write(out).is_ok(),
+        Some(v) => {
+            write_value(v, out);
+            true
+        }
+    }
+}
+
+/// Appends `value` as compact JSON: byte for byte what simd-json's writer produces, but a string
+/// that needs no escaping (nearly all of them) is copied whole, where simd-json's writer looks
+/// at a short string byte by byte; that writer was a tenth of an audit log's decoding time.
+pub fn write_value(value: Value<'_, '_>, out: &mut Vec<u8>) {
+    if let Some(text) = value.as_str() {
+        write_string(text, out);
+    } else if let Some(object) = value.as_object() {
+        out.push(b'{');
+        for (i, (key, item)) in object.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_key(key, out);
+            write_value(item, out);
+        }
+        out.push(b'}');
+    } else if let Some(array) = value.as_array() {
+        out.push(b'[');
+        for (i, item) in array.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_value(item, out);
+        }
+        out.push(b']');
+    } else {
+        // Numbers, booleans and null, as simd-json spells them. Writing into a Vec cannot fail.
+        let _ = value.write(out);
     }
 }
 
@@ -138,8 +171,7 @@ where
         }
         any = true;
         write_key(key, out);
-        // Writing into a Vec cannot fail.
-        let _ = value.write(out);
+        write_value(value, out);
     }
     out.push(b'}');
     if !any {
@@ -150,16 +182,25 @@ where
 
 /// Writes `"key":`, with JSON escaping.
 pub fn write_key(key: &str, out: &mut Vec<u8>) {
-    if key
-        .bytes()
-        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
-    {
+    write_string(key, out);
+    out.push(b':');
+}
+
+/// Writes `text` as a JSON string, escaped as serde_json and simd-json escape.
+fn write_string(text: &str, out: &mut Vec<u8>) {
+    let bytes = text.as_bytes();
+    // No early exit: the loop is then vectorised, and strings are short.
+    let plain = bytes.iter().fold(true, |plain, &b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
+        out.reserve(bytes.len() + 2);
         out.push(b'"');
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(b"\":");
+        out.extend_from_slice(bytes);
+        out.push(b'"');
     } else {
-        let _ = serde_json::to_writer(&mut *out, key);
-        let _ = out.write_all(b":");
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
     }
 }
 
@@ -200,6 +241,32 @@ mod tests {
             assert_eq!(utf8(&out), Some(r#"{"a":"x","o":{"k":[1,null]}}"#));
         })
         .expect("parse");
+    }
+
+    #[test]
+    fn json_is_written_byte_for_byte_as_simd_json_writes_it() {
+        let documents = [
+            r#"{"plain":"abc","quote":"say \"hi\"","slash":"a\\b","controls":"\n\t\r\b\f\u0001\u001f","unicode":"é😀\u2028","del":"\u007f"}"#,
+            r#"{"n":[0,-1,18446744073709551615,-9223372036854775808,1.5,-2.5e-8,1e300],"b":[true,false,null]}"#,
+            r#"{"empty":{},"none":[],"deep":[[{"k\"ey":{"x":[1,{"y":"z"}]}}]],"":""}"#,
+            r#""only a string""#,
+            r#"[{"a":1},"b",2.0]"#,
+        ];
+        for document in documents {
+            let mut input = document.as_bytes().to_vec();
+            with_parsed(&mut input, |root| {
+                let mut ours = Vec::new();
+                assert!(write_json(Some(root), &mut ours));
+                let mut theirs = Vec::new();
+                root.write(&mut theirs).expect("simd-json writes");
+                assert_eq!(utf8(&ours), utf8(&theirs), "{document}");
+                let reread: serde_json::Value = serde_json::from_slice(&ours).expect("valid JSON");
+                let original: serde_json::Value =
+                    serde_json::from_str(document).expect("valid JSON");
+                assert_eq!(reread, original, "{document}");
+            })
+            .expect("parse");
+        }
     }
 
     #[test]

@@ -568,7 +568,8 @@ impl std::fmt::Debug for GroupFiles {
 
 impl GroupFiles {
     /// Appends `batch` of `table`, each row to its partition's file (rows without a time to
-    /// the partition of `fallback_micros`), each partition's rows sorted by time. Returns the
+    /// the partition of `fallback_micros`), a batch spread over partitions sorted by time
+    /// first (see below). Returns the
     /// files the rows went to, relative to the lake root.
     pub fn append(
         &mut self,
@@ -588,9 +589,10 @@ impl GroupFiles {
 
         // One sort by time (rows without one first, as the fallback partition's) and one copy;
         // each partition is then a contiguous run of the sorted rows. Logs written as events
-        // happen (MongoDB's audit log) are in order already and are not copied.
+        // happen (MongoDB's audit log) are in order already, and an object whose rows all fall
+        // in one hour (a CloudTrail file covers minutes) is one run already: neither is copied.
         let in_order = times.null_count() == 0 && times.values().is_sorted();
-        let sorted = if in_order {
+        let sorted = if in_order || one_partition(times, fallback_micros) {
             batch.clone()
         } else {
             let order = sort_to_indices(
@@ -777,9 +779,20 @@ fn time_array<'b>(
         })
 }
 
+/// Whether all of `times` (a missing time counting as `fallback_micros`) fall in one partition.
+fn one_partition(times: &TimestampMicrosecondArray, fallback_micros: i64) -> bool {
+    let mut partitions = times
+        .iter()
+        .map(|t| Partition::of_micros(t.unwrap_or(fallback_micros)));
+    match partitions.next() {
+        Some(first) => partitions.all(|p| p == first),
+        None => true,
+    }
+}
+
 fn properties(schema: &Schema) -> WriterProperties {
-    // Each appended batch is sorted by time, a file of several objects is not: no sorting
-    // columns are declared; page statistics still bound each page's times.
+    // A file holds several objects' rows, each in its own order: no sorting columns are
+    // declared; page statistics still bound each page's times.
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -830,20 +843,24 @@ mod tests {
 
     /// Rejected rows of `uri` at the given hours (the rejected table's time is `ingested_at`).
     fn rows(uri: &str, hours: &[i64]) -> RecordBatch {
+        let micros: Vec<i64> = hours.iter().map(|h| h * HOUR).collect();
+        rows_at(uri, &micros)
+    }
+
+    /// Rejected rows of `uri` at the given times, numbered 0, 1, ... in `source_index`.
+    fn rows_at(uri: &str, micros: &[i64]) -> RecordBatch {
         let schema = schema::file_schema(schema::REJECTED).expect("schema");
-        let n = hours.len();
+        let n = micros.len();
         let columns: Vec<ArrayRef> = schema
             .fields()
             .iter()
             .map(|field| -> ArrayRef {
                 match field.name().as_str() {
                     "source_uri" => Arc::new(StringArray::from(vec![uri; n])),
-                    "source_index" | "raw_size" => Arc::new(Int64Array::from(vec![1; n])),
+                    "source_index" => Arc::new(Int64Array::from_iter_values(0..n as i64)),
+                    "raw_size" => Arc::new(Int64Array::from(vec![1; n])),
                     "ingested_at" => Arc::new(
-                        TimestampMicrosecondArray::from(
-                            hours.iter().map(|h| h * HOUR).collect::<Vec<_>>(),
-                        )
-                        .with_timezone("UTC"),
+                        TimestampMicrosecondArray::from(micros.to_vec()).with_timezone("UTC"),
                     ),
                     _ => arrow::array::new_null_array(field.data_type(), n),
                 }
@@ -881,6 +898,21 @@ mod tests {
             uris.extend(column.iter().map(|u| u.unwrap_or_default().to_owned()));
         }
         uris
+    }
+
+    fn read_indexes(root: &Path, relative: &str) -> Vec<i64> {
+        let file = File::open(root.join(relative)).expect("open");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.build())
+            .expect("reader");
+        let mut indexes = Vec::new();
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let column = batch.column_by_name("source_index").expect("source_index");
+            let column = column.as_any().downcast_ref::<Int64Array>().expect("int64");
+            indexes.extend(column.values().iter().copied());
+        }
+        indexes
     }
 
     fn parquet_files(root: &Path) -> Vec<String> {
@@ -938,6 +970,54 @@ mod tests {
                 .all(|p| !p.to_string_lossy().ends_with(".tmp")),
             "temporary names are gone"
         );
+    }
+
+    #[test]
+    fn rows_spread_over_hours_are_sorted_and_rows_of_one_hour_kept_in_their_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = LakeWriter::create(LakeRoot::Local(dir.path().to_path_buf())).expect("writer");
+        let mut group = writer.open_group("g".into());
+        let base = 400_000 * HOUR;
+        let one_hour = group
+            .append(
+                schema::REJECTED,
+                &rows_at("a", &[base + 9, base + 2, base + 5]),
+                0,
+            )
+            .expect("append a");
+        let spread = [
+            base + 2 * HOUR + 7,
+            base + HOUR + 3,
+            base + 2 * HOUR + 1,
+            base + HOUR,
+        ];
+        let two_hours = group
+            .append(schema::REJECTED, &rows_at("b", &spread), 0)
+            .expect("append b");
+        group.finish().expect("finish").publish().expect("publish");
+        assert_eq!(read_indexes(dir.path(), &one_hour[0]), [0, 1, 2]);
+        assert_eq!(two_hours.len(), 2);
+        assert_eq!(
+            read_indexes(dir.path(), &two_hours[0]),
+            [3, 1],
+            "sorted by time"
+        );
+        assert_eq!(
+            read_indexes(dir.path(), &two_hours[1]),
+            [2, 0],
+            "sorted by time"
+        );
+    }
+
+    #[test]
+    fn a_missing_time_counts_in_the_hour_of_the_fallback() {
+        let times = TimestampMicrosecondArray::from(vec![Some(3 * HOUR + 5), Some(3 * HOUR), None]);
+        assert!(one_partition(&times, 3 * HOUR + 1));
+        assert!(!one_partition(&times, 4 * HOUR));
+        assert!(!one_partition(
+            &TimestampMicrosecondArray::from(vec![3 * HOUR + 5, 4 * HOUR]),
+            3 * HOUR
+        ));
     }
 
     #[test]

@@ -1,0 +1,42 @@
+//! Settings of glibc's allocator for a process that fills and frees column buffers all the time.
+//!
+//! Decoding grows Arrow builders and the writer Parquet pages of up to a few MiB, freed as soon
+//! as their rows are written. With glibc's defaults a freed buffer above the (moving) mmap
+//! threshold goes back to the kernel, and so does the free top of a heap, so the next buffer
+//! faults in freshly zeroed pages again: a third of an Atlas audit ingest's system time, 14% of
+//! its CPU. [`tune`] keeps freed memory for reuse (up to a bound per arena) and caps the arenas
+//! at one per core, which also lowers the peak RSS (fewer arenas each holding free memory).
+//! A `GLIBC_TUNABLES` setting of the allocator, if any, is left to win.
+
+/// Buffers up to this size come from the heap, not from a mapping of their own.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD_BYTES: i32 = 32 << 20;
+/// Free memory an arena keeps at its top before giving it back to the kernel.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_THRESHOLD_BYTES: i32 = 128 << 20;
+
+/// Applies the settings; call first thing in `main`, before any other thread starts.
+pub fn tune() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.")) {
+            return;
+        }
+        let arenas = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .max(2);
+        set(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        set(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES);
+        set(libc::M_ARENA_MAX, i32::try_from(arenas).unwrap_or(i32::MAX));
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn set(parameter: i32, value: i32) {
+    // SAFETY: mallopt only changes allocator parameters and is called from `main` before other
+    // threads exist. A value it refuses (it returns 0) leaves glibc's default in place, which
+    // is only slower: nothing to report.
+    unsafe { libc::mallopt(parameter, value) };
+}
