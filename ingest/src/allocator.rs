@@ -3,9 +3,10 @@
 //! Decoding grows Arrow builders and the writer Parquet pages of up to a few MiB, freed as soon
 //! as their rows are written. With glibc's defaults a freed buffer above the (moving) mmap
 //! threshold goes back to the kernel, and so does the free top of a heap, so the next buffer
-//! faults in freshly zeroed pages again: a third of an Atlas audit ingest's system time, 14% of
-//! its CPU. [`tune`] keeps freed memory for reuse (up to a bound per arena) and caps the arenas
-//! at one per core, which also lowers the peak RSS (fewer arenas each holding free memory).
+//! faults in freshly zeroed pages again: system time was 14% of an Atlas audit ingest's CPU, and
+//! half of it went once [`tune`] kept freed memory for reuse (up to a bound per arena) and
+//! capped the arenas at one per core, which also lowered the peak RSS (fewer arenas each holding
+//! free memory).
 //! A `GLIBC_TUNABLES` setting of the allocator, if any, is left to win.
 
 /// Buffers up to this size come from the heap, not from a mapping of their own.
