@@ -97,6 +97,21 @@ fn config(lake: &std::path::Path, sources: Vec<SourceSpec>) -> Config {
     config
 }
 
+/// The sample day generated under `dir/data`, and a service reading it from there; the lake
+/// is for the caller to set.
+fn sample_folder_config(dir: &std::path::Path) -> (sample::Manifest, Config) {
+    let data = dir.join("data");
+    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
+    let config = config(
+        &dir.join("unused"),
+        vec![SourceSpec::Folder {
+            path: data,
+            atlas_project: None,
+        }],
+    );
+    (manifest, config)
+}
+
 /// One gzip CloudTrail file holding a record per id.
 fn cloudtrail_object(ids: &[String], time: &str) -> Vec<u8> {
     let records: Vec<serde_json::Value> = ids.iter().map(|id| record(id, time)).collect();
@@ -804,15 +819,7 @@ async fn a_lake_on_s3_is_written_and_queried_through_sql() {
     let bucket = aws::unique("lake");
     aws::create_bucket(&s3, &bucket).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
-    let mut config = config(
-        &dir.path().join("unused"),
-        vec![SourceSpec::Folder {
-            path: data.clone(),
-            atlas_project: None,
-        }],
-    );
+    let (manifest, mut config) = sample_folder_config(dir.path());
     config.lake =
         LakeSpec::parse(&format!("s3://{bucket}/audit"), settings(&endpoint)).expect("lake");
     config.state_dir = dir.path().join("state");
@@ -874,15 +881,7 @@ async fn commits_refused_by_the_lake_store_are_redone_without_loss_or_doubling()
     });
     let addr = start_proxy(proxy.clone()).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
-    let mut config = config(
-        &dir.path().join("unused"),
-        vec![SourceSpec::Folder {
-            path: data.clone(),
-            atlas_project: None,
-        }],
-    );
+    let (manifest, mut config) = sample_folder_config(dir.path());
     let mut lake_settings = settings(&format!("http://{addr}"));
     lake_settings.max_attempts = 1;
     config.lake = LakeSpec::parse(&format!("s3://{bucket}/lake"), lake_settings).expect("lake");

@@ -885,34 +885,38 @@ mod tests {
         RecordBatch::try_new(schema, columns).expect("batch")
     }
 
-    fn read_uris(root: &Path, relative: &str) -> Vec<String> {
+    /// Column `name` of every row of a lake file, in file order.
+    fn read_column(root: &Path, relative: &str, name: &str) -> ArrayRef {
         let file = File::open(root.join(relative)).expect("open");
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|b| b.build())
             .expect("reader");
-        let mut uris = Vec::new();
-        for batch in reader {
-            let batch = batch.expect("batch");
-            let column = batch.column_by_name("source_uri").expect("source_uri");
-            let column = column.as_any().downcast_ref::<StringArray>().expect("utf8");
-            uris.extend(column.iter().map(|u| u.unwrap_or_default().to_owned()));
-        }
-        uris
+        let parts: Vec<ArrayRef> = reader
+            .map(|batch| {
+                batch
+                    .expect("batch")
+                    .column_by_name(name)
+                    .expect(name)
+                    .clone()
+            })
+            .collect();
+        let parts: Vec<&dyn arrow::array::Array> = parts.iter().map(|a| a.as_ref()).collect();
+        arrow::compute::concat(&parts).expect("concat")
+    }
+
+    fn read_uris(root: &Path, relative: &str) -> Vec<String> {
+        let column = read_column(root, relative, "source_uri");
+        let column = column.as_any().downcast_ref::<StringArray>().expect("utf8");
+        column
+            .iter()
+            .map(|u| u.unwrap_or_default().to_owned())
+            .collect()
     }
 
     fn read_indexes(root: &Path, relative: &str) -> Vec<i64> {
-        let file = File::open(root.join(relative)).expect("open");
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
-            .expect("reader");
-        let mut indexes = Vec::new();
-        for batch in reader {
-            let batch = batch.expect("batch");
-            let column = batch.column_by_name("source_index").expect("source_index");
-            let column = column.as_any().downcast_ref::<Int64Array>().expect("int64");
-            indexes.extend(column.values().iter().copied());
-        }
-        indexes
+        let column = read_column(root, relative, "source_index");
+        let column = column.as_any().downcast_ref::<Int64Array>().expect("int64");
+        column.values().to_vec()
     }
 
     fn parquet_files(root: &Path) -> Vec<String> {
