@@ -61,7 +61,7 @@ const MAPPED_FIELDS: &[&str] = &[
 /// A new builder for the `cloudtrail` table.
 pub fn builder() -> TableBuilder {
     let schema = schema::file_schema(schema::CLOUDTRAIL).expect("cloudtrail schema");
-    TableBuilder::new(schema, Col::NAMES)
+    TableBuilder::new(schema::CLOUDTRAIL, schema, Col::NAMES)
 }
 
 /// Why a JSON value is not a CloudTrail record.

@@ -4,7 +4,12 @@
 //! order; [`TableBuilder::new`] checks that order against the table's schema, so a decoder and the
 //! schema crate cannot drift apart silently. Per row, the decoder sets the cells it has and
 //! [`TableBuilder::end_row`] fills the rest with nulls, keeping every column the same length.
+//! [`TableBuilder::reserve`] sizes the columns for an object's rows at once, from the bytes per
+//! row of the last batch of the same table built on the thread: growing a column by doubling
+//! copies it again and again and leaves a third of it unused on average.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -48,22 +53,45 @@ enum Column {
     Utf8List(ListBuilder<StringBuilder>),
 }
 
+thread_local! {
+    /// For each table, the bytes per row of each column's values in the last batch finished on
+    /// this thread (zero for fixed-width columns).
+    static VALUE_BYTES_PER_ROW: RefCell<HashMap<&'static str, Vec<usize>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// Extra room reserved beyond the bytes per row of the last batch, as a fraction (1/16).
+const VALUE_BYTES_SLACK_SHIFT: u32 = 4;
+
 impl Column {
-    fn for_type(data_type: &DataType) -> Option<Self> {
+    /// An empty column of `data_type` with room for `rows` rows and `value_bytes` bytes of
+    /// values (text, binary or list items).
+    fn for_type(data_type: &DataType, rows: usize, value_bytes: usize) -> Option<Self> {
         Some(match data_type {
-            DataType::Utf8 => Column::Utf8(StringBuilder::new()),
-            DataType::Boolean => Column::Bool(BooleanBuilder::new()),
-            DataType::Int32 => Column::Int32(Int32Builder::new()),
-            DataType::Int64 => Column::Int64(Int64Builder::new()),
-            DataType::Timestamp(TimeUnit::Microsecond, tz) => {
-                Column::Timestamp(TimestampMicrosecondBuilder::new().with_timezone_opt(tz.clone()))
-            }
-            DataType::Binary => Column::Binary(BinaryBuilder::new()),
-            DataType::List(item) if item.data_type() == &DataType::Utf8 => {
-                Column::Utf8List(ListBuilder::new(StringBuilder::new()).with_field(item.clone()))
-            }
+            DataType::Utf8 => Column::Utf8(StringBuilder::with_capacity(rows, value_bytes)),
+            DataType::Boolean => Column::Bool(BooleanBuilder::with_capacity(rows)),
+            DataType::Int32 => Column::Int32(Int32Builder::with_capacity(rows)),
+            DataType::Int64 => Column::Int64(Int64Builder::with_capacity(rows)),
+            DataType::Timestamp(TimeUnit::Microsecond, tz) => Column::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(rows).with_timezone_opt(tz.clone()),
+            ),
+            DataType::Binary => Column::Binary(BinaryBuilder::with_capacity(rows, value_bytes)),
+            DataType::List(item) if item.data_type() == &DataType::Utf8 => Column::Utf8List(
+                ListBuilder::with_capacity(StringBuilder::with_capacity(rows, value_bytes), rows)
+                    .with_field(item.clone()),
+            ),
             _ => return None,
         })
+    }
+
+    /// Bytes of values held (text, binary or list items); zero for fixed-width columns.
+    fn value_bytes(&self) -> usize {
+        match self {
+            Column::Utf8(b) => b.values_slice().len(),
+            Column::Binary(b) => b.values_slice().len(),
+            Column::Utf8List(b) => b.values_ref().values_slice().len(),
+            Column::Bool(_) | Column::Int32(_) | Column::Int64(_) | Column::Timestamp(_) => 0,
+        }
     }
 
     fn len(&self) -> usize {
@@ -106,6 +134,7 @@ impl Column {
 /// Builds one table's rows; see the module documentation.
 #[derive(Debug)]
 pub struct TableBuilder {
+    table: &'static str,
     schema: SchemaRef,
     columns: Vec<Column>,
     rows: usize,
@@ -114,12 +143,12 @@ pub struct TableBuilder {
 }
 
 impl TableBuilder {
-    /// A builder for `schema`, whose field names must be exactly `names`, in order.
+    /// A builder for `table` of `schema`, whose field names must be exactly `names`, in order.
     ///
     /// # Panics
     /// When `names` and the schema disagree: a programming error that every decoder's unit
     /// tests exercise.
-    pub fn new(schema: SchemaRef, names: &[&str]) -> Self {
+    pub fn new(table: &'static str, schema: SchemaRef, names: &[&str]) -> Self {
         let schema_names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(
             schema_names, names,
@@ -129,7 +158,7 @@ impl TableBuilder {
             .fields()
             .iter()
             .map(|f| {
-                Column::for_type(f.data_type()).unwrap_or_else(|| {
+                Column::for_type(f.data_type(), 0, 0).unwrap_or_else(|| {
                     panic!("no builder for column {} ({})", f.name(), f.data_type())
                 })
             })
@@ -139,11 +168,36 @@ impl TableBuilder {
             "a table has at most 64 columns (one bit each per row)"
         );
         TableBuilder {
+            table,
             schema,
             columns,
             rows: 0,
             set_in_row: 0,
         }
+    }
+
+    /// Makes room for `rows` rows, with the bytes per row of the last batch of this table
+    /// finished on this thread; nothing once a row was begun.
+    pub fn reserve(&mut self, rows: usize) {
+        if self.rows != 0 || self.set_in_row != 0 {
+            return;
+        }
+        VALUE_BYTES_PER_ROW.with(|hints| {
+            let hints = hints.borrow();
+            let per_row = hints.get(self.table);
+            for (i, (column, field)) in self
+                .columns
+                .iter_mut()
+                .zip(self.schema.fields())
+                .enumerate()
+            {
+                let bytes = per_row.and_then(|p| p.get(i)).copied().unwrap_or(0) * rows;
+                let bytes = bytes + (bytes >> VALUE_BYTES_SLACK_SHIFT);
+                if let Some(sized) = Column::for_type(field.data_type(), rows, bytes) {
+                    *column = sized;
+                }
+            }
+        });
     }
 
     /// Rows completed so far.
@@ -250,8 +304,77 @@ impl TableBuilder {
 
     /// The rows built so far as one batch; the builder starts empty again.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        if self.rows > 0 {
+            let per_row = self
+                .columns
+                .iter()
+                .map(|c| c.value_bytes().div_ceil(self.rows))
+                .collect();
+            VALUE_BYTES_PER_ROW.with(|hints| hints.borrow_mut().insert(self.table, per_row));
+        }
         self.rows = 0;
         let arrays = self.columns.iter_mut().map(Column::finish).collect();
         RecordBatch::try_new(self.schema.clone(), arrays)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    impl TableBuilder {
+        /// Bytes of values column `col` has room for.
+        fn value_capacity(&self, col: usize) -> usize {
+            match &self.columns[col] {
+                Column::Utf8(b) => b.values_capacity(),
+                _ => 0,
+            }
+        }
+    }
+
+    fn builder(table: &'static str) -> TableBuilder {
+        let schema = Schema::new(vec![
+            Field::new("name", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]);
+        TableBuilder::new(table, Arc::new(schema), &["name", "n"])
+    }
+
+    fn add_rows(rows: &mut TableBuilder, count: usize) {
+        for n in 0..count {
+            rows.str(0usize, Some("0123456789"));
+            rows.i64(1usize, Some(n as i64));
+            rows.end_row();
+        }
+    }
+
+    #[test]
+    fn a_builder_reserves_the_bytes_per_row_of_the_last_batch_of_its_table() {
+        let mut first = builder("sized_by_the_last_batch");
+        add_rows(&mut first, 10);
+        first.finish().expect("batch");
+
+        let mut next = builder("sized_by_the_last_batch");
+        next.reserve(100);
+        let reserved = next.value_capacity(0);
+        assert!(
+            (1000..1100).contains(&reserved),
+            "100 rows of 10 bytes and a little room: {reserved}"
+        );
+        add_rows(&mut next, 100);
+        assert_eq!(next.value_capacity(0), reserved, "no growth");
+        let batch = next.finish().expect("batch");
+        assert_eq!(batch.num_rows(), 100);
+
+        // Another table is not sized by this one's rows, and a begun builder is left as it is.
+        let mut other = builder("another_table");
+        other.reserve(100);
+        assert_eq!(other.value_capacity(0), 0);
+        add_rows(&mut first, 1);
+        let before = first.value_capacity(0);
+        first.reserve(1000);
+        assert_eq!(first.value_capacity(0), before);
     }
 }

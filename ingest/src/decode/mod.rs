@@ -121,7 +121,7 @@ impl<'a> Rejects<'a> {
     fn new(ctx: &'a ObjectContext<'a>, target: &'static str) -> Self {
         let schema = schema::file_schema(schema::REJECTED).expect("rejected schema");
         Rejects {
-            rows: TableBuilder::new(schema, RejectCol::NAMES),
+            rows: TableBuilder::new(schema::REJECTED, schema, RejectCol::NAMES),
             ctx,
             target,
         }
@@ -264,6 +264,7 @@ pub fn decode_object(
         }
         Format::MongoAudit => {
             let mut scratch = Vec::new();
+            rows.reserve(line_count(&content));
             for_each_raw_line(
                 &mut content,
                 limits,
@@ -317,6 +318,7 @@ fn decode_cloudtrail(
 ) {
     let mut scratch = Vec::new();
     if looks_line_delimited(content) {
+        rows.reserve(line_count(content));
         for_each_raw_line(content, limits, rejects, |line, number, rejects| {
             let parsed = tape::with_parsed(line.text, |record| {
                 let refusal = cloudtrail::not_a_record(record);
@@ -346,6 +348,7 @@ fn decode_cloudtrail(
         }
         match document.get("Records").and_then(|r| r.as_array()) {
             Some(records) => {
+                rows.reserve(records.len());
                 for (index, record) in records.iter().enumerate() {
                     let index = index as i64;
                     match cloudtrail::not_a_record(record) {
@@ -367,6 +370,11 @@ fn decode_cloudtrail(
         Ok(digest) => out.digest = digest,
         Err(e) => rejects.push(None, &format!("invalid JSON document: {e}"), &raw_head),
     }
+}
+
+/// Lines in `content` (a last line without a newline included).
+fn line_count(content: &[u8]) -> usize {
+    memchr::memchr_iter(b'\n', content).count() + usize::from(!content.ends_with(b"\n"))
 }
 
 /// Whether content holds one JSON document per line: true when its first line alone parses.

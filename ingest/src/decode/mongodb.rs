@@ -53,7 +53,7 @@ const OCSF_FIELDS: &[&str] = &[
 /// A new builder for the `mongodb_audit` table.
 pub fn builder() -> TableBuilder {
     let schema = schema::file_schema(schema::MONGODB_AUDIT).expect("mongodb_audit schema");
-    TableBuilder::new(schema, Col::NAMES)
+    TableBuilder::new(schema::MONGODB_AUDIT, schema, Col::NAMES)
 }
 
 /// Which audit schema a message is written in.

@@ -1,8 +1,7 @@
 //! What has been ingested: the checkpoint that makes ingestion exactly-once.
 //!
 //! One redb database holds `objects` (source URI → the version ingested and what it produced),
-//! `cloudtrail_event_claims_v2` (an event's [`ClaimKey`], its event hour then a digest of its
-//! id, → a hash of the URI of the object whose row holds it) and
+//! `cloudtrail_event_claim_runs` (which object holds each CloudTrail event, see [`claims`]),
 //! `source_cursors` (listing and log-stream positions, see `EXACTLY_ONCE.md`) and
 //! `publishing_files` (files of a commit group about to appear in the lake), next to the
 //! detector's outbox tables.
@@ -14,36 +13,27 @@
 //!
 //! CloudTrail delivers some events twice. [`Ledger::claim_event_ids`] decides which object keeps
 //! each event id: the first to claim it, in memory while objects are in flight, and durably once
-//! committed. An object re-processed keeps the ids it already owns, so a redo is identical.
+//! committed (the claims of recent hours are also kept in memory). An object re-processed keeps the ids it already owns, so a redo is identical.
 
-use std::collections::{HashMap, HashSet};
+mod claims;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
+use claims::{CACHED_CLAIMS, CLAIM_RUNS, ClaimCache, FastSet, owner_hash};
+pub use claims::{Claim, ClaimKey};
+
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
-/// Maps and sets keyed by claim keys, which are digests already: a fast hasher is enough.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 
 /// Bytes of redb page cache.
 const LEDGER_CACHE_BYTES: usize = 32 << 20;
 
-/// Event claims: [`ClaimKey`] → [`owner_hash`] of the object holding the event.
-const EVENT_CLAIMS: TableDefinition<ClaimKey, u64> =
-    TableDefinition::new("cloudtrail_event_claims_v2");
-/// Claims of ledgers written before fixed-width keys: `<hour>/<id>` or `untimed/<id>` → owner
-/// hash. Moved into [`EVENT_CLAIMS`] when such a ledger is opened.
-const TEXT_EVENT_CLAIMS: TableDefinition<&str, u64> =
-    TableDefinition::new("cloudtrail_event_claims");
-/// Claims of ledgers written before the hour prefix: event id → object URI. Read, never written.
-const LEGACY_EVENT_IDS: TableDefinition<&str, &str> = TableDefinition::new("cloudtrail_event_ids");
 /// Lake files of a commit group being published: group stem → JSON list of relative paths.
 /// Written before the files appear in the lake, removed by the group's commit; an entry left
 /// by a crash names files no object owns, which [`Ledger::unfinished_publishes`] hands back for
@@ -142,90 +132,10 @@ pub struct UnfinishedPublish {
 #[derive(Debug)]
 pub struct Ledger {
     db: Arc<Database>,
-    /// Claims of objects still in flight: claim key → owner hash.
-    pending: Mutex<FastMap<ClaimKey, u64>>,
-    /// Group commits so far (counted while `pending` is held).
-    commits: AtomicU64,
+    /// Claims of objects in flight and committed claims of recent hours.
+    claims: Mutex<ClaimCache>,
     /// Whether claims written by an earlier version (by id alone) are to be consulted.
     legacy_claims: bool,
-}
-
-/// The key an event is claimed under: the hour of its time in the top 32 bits (0 for an event
-/// without a time), so that keys sort by time, then 96 bits of XXH64 digests of its id.
-/// An object's events share a few hours, so its claims touch a few neighbouring pages of the
-/// table instead of pages all over it, which keeps each commit small however many events the
-/// lake holds; fixed-width keys keep pages full and comparisons short. Two ids of one hour
-/// share a key with a chance of about n²/2⁹⁷ for n events in that hour (below 10⁻¹⁴ for a
-/// million).
-pub type ClaimKey = u128;
-
-/// An event to claim: its key, and its id for ledgers that claimed by id alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Claim<'a> {
-    pub key: ClaimKey,
-    pub id: &'a str,
-}
-
-impl<'a> Claim<'a> {
-    /// The claim of event `id` whose time is `event_micros` (microseconds since the Unix epoch).
-    pub fn new(event_micros: Option<i64>, id: &'a str) -> Self {
-        Claim {
-            key: claim_key(event_micros.map(|m| m.div_euclid(3_600_000_000)), id),
-            id,
-        }
-    }
-}
-
-/// The [`ClaimKey`] of event `id` in hour `hour` (hours since the epoch; `None` when untimed).
-fn claim_key(hour: Option<i64>, id: &str) -> ClaimKey {
-    let bucket = match hour {
-        // Hours far from the present are clamped; they only lose some locality.
-        Some(hour) => (hour + (1 << 31)).clamp(1, i64::from(u32::MAX)) as u128,
-        None => 0,
-    };
-    // Two seeded 64-bit XXH64 digests make the 96 bits.
-    let high = twox_hash::XxHash64::oneshot(0, id.as_bytes()) as u128;
-    let low = twox_hash::XxHash64::oneshot(1, id.as_bytes()) as u128 & 0xffff_ffff;
-    (bucket << 96) | (high << 32) | low
-}
-
-/// The [`ClaimKey`] of a text claim key written before fixed-width keys.
-fn claim_key_of_text(key: &str) -> ClaimKey {
-    match key.split_once('/') {
-        Some(("untimed", id)) => claim_key(None, id),
-        Some((hour, id)) => match hour.parse::<i64>() {
-            Ok(hour) => claim_key(Some(hour), id),
-            Err(_) => claim_key(None, key),
-        },
-        None => claim_key(None, key),
-    }
-}
-
-/// Moves the claims of a ledger written with text keys into the fixed-width table, once.
-fn move_text_claims(tx: &WriteTransaction) -> Result<(), redb::Error> {
-    if !tx
-        .list_tables()?
-        .any(|t| t.name() == TEXT_EVENT_CLAIMS.name())
-    {
-        return Ok(());
-    }
-    {
-        let text = tx.open_table(TEXT_EVENT_CLAIMS)?;
-        let mut claims = tx.open_table(EVENT_CLAIMS)?;
-        for item in text.iter()? {
-            let (key, owner) = item?;
-            claims.insert(claim_key_of_text(key.value()), owner.value())?;
-        }
-    }
-    tx.delete_table(TEXT_EVENT_CLAIMS)?;
-    Ok(())
-}
-
-/// A stable 64-bit digest of an object URI, stored as the owner of its claims.
-fn owner_hash(uri: &str) -> u64 {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(uri.as_bytes());
-    u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
 }
 
 impl Ledger {
@@ -245,31 +155,26 @@ impl Ledger {
             .map_err(|e| store("creating tables")(e.into()))?;
         tx.open_table(OBJECTS)
             .map_err(|e| store("creating tables")(e.into()))?;
-        tx.open_table(EVENT_CLAIMS)
+        tx.open_table(CLAIM_RUNS)
             .map_err(|e| store("creating tables")(e.into()))?;
         tx.open_table(CURSORS)
             .map_err(|e| store("creating tables")(e.into()))?;
         tx.open_table(PUBLISHING)
             .map_err(|e| store("creating tables")(e.into()))?;
         auditlake_detect::outbox::create_tables(&tx).map_err(store("creating tables"))?;
-        move_text_claims(&tx).map_err(store("moving claims to fixed-width keys"))?;
+        claims::move_earlier_claims(&tx).map_err(store("moving claims into runs"))?;
         tx.commit()
             .map_err(|e| store("creating tables")(e.into()))?;
-        let read = db
-            .begin_read()
-            .map_err(|e| store("reading tables")(e.into()))?;
-        let legacy_claims = match read.open_table(LEGACY_EVENT_IDS) {
-            Ok(table) => !table
+        let legacy_claims = match claims::legacy_table(&db) {
+            Ok(Some(table)) => !table
                 .is_empty()
                 .map_err(|e| store("reading tables")(e.into()))?,
-            Err(redb::TableError::TableDoesNotExist(_)) => false,
-            Err(e) => return Err(store("reading tables")(e.into())),
+            Ok(None) => false,
+            Err(e) => return Err(store("reading tables")(e)),
         };
-        drop(read);
         Ok(Ledger {
             db: Arc::new(db),
-            pending: Mutex::default(),
-            commits: AtomicU64::new(0),
+            claims: Mutex::new(ClaimCache::new(CACHED_CLAIMS)),
             legacy_claims,
         })
     }
@@ -316,23 +221,21 @@ impl Ledger {
         uri: &str,
         claims: &[Option<Claim<'_>>],
     ) -> Result<Vec<bool>, LedgerError> {
+        let action = "claiming event ids";
         let owner = owner_hash(uri);
-        // Looked up without holding `pending`, so that objects decoded at once do not wait for
-        // each other; a commit that ends meanwhile is caught below.
-        let commits_before = self.commits.load(Ordering::Acquire);
-        let mut committed = self.committed_owners(claims)?;
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        // A group committed (and left `pending`) after the look-ups began: its claims may be
-        // missing from them, so look again. Under the lock, a commit still ending has its
-        // claims in `pending`.
-        if self.commits.load(Ordering::Acquire) != commits_before {
-            committed = self.committed_owners(claims)?;
-        }
+        let legacy = if self.legacy_claims {
+            claims::legacy_table(&self.db).map_err(store(action))?
+        } else {
+            None
+        };
+        // Held throughout: look-ups are in memory but for an hour's first (one range read), so
+        // objects decoded at once wait for each other only briefly.
+        let mut cache = self.claims.lock().unwrap_or_else(|p| p.into_inner());
         let mut seen_here: FastSet<ClaimKey> =
             FastSet::with_capacity_and_hasher(claims.len(), Default::default());
         let mut keep = Vec::with_capacity(claims.len());
-        for (claim, committed_owner) in claims.iter().zip(committed) {
-            let Some(Claim { key, .. }) = *claim else {
+        for claim in claims {
+            let Some(Claim { key, id }) = *claim else {
                 keep.push(true);
                 continue;
             };
@@ -340,57 +243,27 @@ impl Ledger {
                 keep.push(false);
                 continue;
             }
-            let owner_is_other = match committed_owner {
-                Some(committed) => committed != owner,
-                None => pending.get(&key).is_some_and(|p| *p != owner),
-            };
-            if !owner_is_other {
-                pending.insert(key, owner);
-            }
-            keep.push(!owner_is_other);
-        }
-        Ok(keep)
-    }
-
-    /// For each claim, the owner hash of the object that committed its event, if any.
-    fn committed_owners(
-        &self,
-        claims: &[Option<Claim<'_>>],
-    ) -> Result<Vec<Option<u64>>, LedgerError> {
-        let action = "claiming event ids";
-        let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
-        let table = tx
-            .open_table(EVENT_CLAIMS)
-            .map_err(|e| store(action)(e.into()))?;
-        let legacy = if self.legacy_claims {
-            Some(
-                tx.open_table(LEGACY_EVENT_IDS)
-                    .map_err(|e| store(action)(e.into()))?,
-            )
-        } else {
-            None
-        };
-        let mut owners = Vec::with_capacity(claims.len());
-        for claim in claims {
-            let Some(Claim { key, id }) = *claim else {
-                owners.push(None);
-                continue;
-            };
-            let mut owner = table
-                .get(key)
-                .map_err(|e| store(action)(e.into()))?
-                .map(|o| o.value());
-            if owner.is_none()
+            let mut committed = cache
+                .committed_owner(&self.db, key)
+                .map_err(store(action))?;
+            if committed.is_none()
                 && let Some(legacy) = &legacy
             {
-                owner = legacy
+                committed = legacy
                     .get(id)
                     .map_err(|e| store(action)(e.into()))?
                     .map(|o| owner_hash(o.value()));
             }
-            owners.push(owner);
+            let owner_is_other = match committed {
+                Some(committed) => committed != owner,
+                None => cache.pending.get(&key).is_some_and(|p| *p != owner),
+            };
+            if !owner_is_other {
+                cache.pending.insert(key, owner);
+            }
+            keep.push(!owner_is_other);
         }
-        Ok(owners)
+        Ok(keep)
     }
 
     /// The database, shared with the alert outbox.
@@ -487,13 +360,17 @@ impl Ledger {
         also: &dyn Fn(&WriteTransaction) -> Result<(), redb::Error>,
     ) -> Result<(), LedgerError> {
         let action = "committing objects";
+        let mut owned: Vec<(ClaimKey, u64)> = objects
+            .iter()
+            .flat_map(|o| {
+                let owner = owner_hash(o.uri);
+                o.claims.iter().map(move |key| (*key, owner))
+            })
+            .collect();
         let tx = self.db.begin_write().map_err(|e| store(action)(e.into()))?;
         {
             let mut table = tx
                 .open_table(OBJECTS)
-                .map_err(|e| store(action)(e.into()))?;
-            let mut claims = tx
-                .open_table(EVENT_CLAIMS)
                 .map_err(|e| store(action)(e.into()))?;
             for object in objects {
                 let bytes =
@@ -505,20 +382,7 @@ impl Ledger {
                     .insert(object.uri, bytes.as_slice())
                     .map_err(|e| store(action)(e.into()))?;
             }
-            // In key order, consecutive inserts land on the same leaf pages.
-            let mut owned: Vec<(ClaimKey, u64)> = objects
-                .iter()
-                .flat_map(|o| {
-                    let owner = owner_hash(o.uri);
-                    o.claims.iter().map(move |key| (*key, owner))
-                })
-                .collect();
-            owned.sort_unstable();
-            for (key, owner) in owned {
-                claims
-                    .insert(key, owner)
-                    .map_err(|e| store(action)(e.into()))?;
-            }
+            claims::write_runs(&tx, &mut owned).map_err(store(action))?;
             if let Some(stem) = stem {
                 tx.open_table(PUBLISHING)
                     .map_err(|e| store(action)(e.into()))?
@@ -528,11 +392,10 @@ impl Ledger {
         }
         also(&tx).map_err(store(action))?;
         tx.commit().map_err(|e| store(action)(e.into()))?;
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        self.commits.fetch_add(1, Ordering::Release);
-        for key in objects.iter().flat_map(|o| o.claims) {
-            pending.remove(key);
-        }
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .committed(owned);
         Ok(())
     }
 
@@ -613,6 +476,7 @@ pub fn put_cursors(
 
 #[cfg(test)]
 mod tests {
+    use super::claims::{KEYED_CLAIMS, LEGACY_EVENT_IDS, TEXT_EVENT_CLAIMS};
     use super::*;
 
     const HOUR_MICROS: i64 = 3_600_000_000;
@@ -769,12 +633,120 @@ mod tests {
             read.open_table(TEXT_EVENT_CLAIMS),
             Err(redb::TableError::TableDoesNotExist(_))
         ));
+        assert_eq!(claims_in_runs(&ledger), 2);
+    }
+
+    /// Claims held in the ledger's runs.
+    fn claims_in_runs(ledger: &Ledger) -> usize {
+        let read = ledger.db.begin_read().expect("read");
+        let runs = read.open_table(CLAIM_RUNS).expect("runs");
+        runs.iter()
+            .expect("iter")
+            .map(|item| item.expect("run").1.value().len() / claims::DIGEST_BYTES)
+            .sum()
+    }
+
+    #[test]
+    fn claims_kept_one_entry_per_event_are_moved_into_runs_and_still_hold() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ledger.redb");
+        let hour = 493_000 * HOUR_MICROS;
+        let a1 = Claim::new(Some(hour), "a1");
+        let a2 = Claim::new(Some(hour + 60), "a2");
+        let a3 = Claim::new(Some(hour + HOUR_MICROS), "a3");
+        let b1 = Claim::new(Some(hour), "b1");
+        {
+            let db = Database::create(&path).expect("create");
+            let tx = db.begin_write().expect("tx");
+            let mut keyed = tx.open_table(KEYED_CLAIMS).expect("table");
+            for (claim, owner) in [(a1, "a"), (a2, "a"), (a3, "a"), (b1, "b")] {
+                keyed.insert(claim.key, owner_hash(owner)).expect("insert");
+            }
+            drop(keyed);
+            tx.commit().expect("commit");
+        }
+        let ledger = Ledger::open(&path).expect("open");
+        assert!(matches!(
+            ledger
+                .db
+                .begin_read()
+                .expect("read")
+                .open_table(KEYED_CLAIMS),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ));
+        // Two owners in the first hour, one in the second.
+        let read = ledger.db.begin_read().expect("read");
         assert_eq!(
-            read.open_table(EVENT_CLAIMS)
-                .expect("claims")
+            read.open_table(CLAIM_RUNS)
+                .expect("runs")
                 .len()
                 .expect("len"),
-            2
+            3
+        );
+        drop(read);
+        assert_eq!(claims_in_runs(&ledger), 4);
+        let all = [Some(a1), Some(a2), Some(a3), Some(b1)];
+        assert_eq!(
+            ledger.claim_event_ids("c", &all).expect("claim"),
+            [false; 4]
+        );
+        assert_eq!(
+            ledger.claim_event_ids("a", &all).expect("claim"),
+            [true, true, true, false]
+        );
+    }
+
+    #[test]
+    fn a_redo_adds_to_its_runs_and_hours_dropped_from_memory_are_read_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = Ledger::open(&dir.path().join("ledger.redb")).expect("open");
+        // Room for one hour's claims in memory.
+        *ledger.claims.lock().expect("lock") = ClaimCache::new(2);
+        let hour = 493_000 * HOUR_MICROS;
+        let first = Claim::new(Some(hour), "first");
+        let later = Claim::new(Some(hour + 5), "later");
+        let next_hour = Claim::new(Some(hour + HOUR_MICROS), "next");
+        assert_eq!(
+            ledger.claim_event_ids("a", &[Some(first)]).expect("claim"),
+            [true]
+        );
+        ledger
+            .commit("a", &entry("v1"), &[first.key])
+            .expect("commit");
+        // The redo holds one more event of the same hour.
+        assert_eq!(
+            ledger
+                .claim_event_ids("a", &[Some(first), Some(later), Some(next_hour)])
+                .expect("claim"),
+            [true, true, true]
+        );
+        ledger
+            .commit("a", &entry("v2"), &[first.key, later.key, next_hour.key])
+            .expect("commit");
+        assert_eq!(claims_in_runs(&ledger), 3);
+        // Each hour read in turn pushes the other out of memory; the claims still hold.
+        for _ in 0..2 {
+            for claim in [first, next_hour, later] {
+                assert_eq!(
+                    ledger.claim_event_ids("b", &[Some(claim)]).expect("claim"),
+                    [false]
+                );
+                assert_eq!(ledger.claims.lock().expect("lock").hours_loaded(), 1);
+            }
+        }
+        // Claims committed into an hour held in memory are seen without reading it again.
+        let fresh = Claim::new(Some(hour + 9), "fresh");
+        assert_eq!(
+            ledger.claim_event_ids("b", &[Some(fresh)]).expect("claim"),
+            [true]
+        );
+        ledger
+            .commit("b", &entry("v1"), &[fresh.key])
+            .expect("commit");
+        assert!(ledger.claims.lock().expect("lock").pending.is_empty());
+        assert_eq!(
+            ledger.claim_event_ids("a", &[Some(fresh)]).expect("claim"),
+            [false]
         );
     }
 
