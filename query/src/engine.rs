@@ -16,6 +16,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use serde::Serialize;
 
@@ -200,6 +201,30 @@ impl LakeRoot {
     }
 }
 
+/// Runs of one query when lake files it listed went away before it read them.
+const QUERY_ATTEMPTS: u32 = 3;
+
+/// How one run of a query failed.
+enum Failure {
+    /// A file listed for the query was gone when read: a new version of an object replaced its
+    /// rows, and the file with them. A new run lists the files again.
+    FileVanished(String),
+    Query(QueryError),
+}
+
+/// Whether `error` is a listed lake file that could not be found any more.
+fn vanished_file(error: &DataFusionError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(object_store::Error::NotFound { .. }) = e.downcast_ref::<object_store::Error>()
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// A DataFusion session with every lake table registered; see the module documentation.
 #[derive(Clone)]
 pub struct QueryEngine {
@@ -298,8 +323,17 @@ impl QueryEngine {
             })?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_udf(crate::functions::UtcDateTrunc::udf());
-        if let LakeRoot::Store { url, store } = root {
-            ctx.register_object_store(url, store.clone());
+        match root {
+            LakeRoot::Store { url, store } => {
+                ctx.register_object_store(url, store.clone());
+            }
+            LakeRoot::Local(_) => {
+                let local = ObjectStoreUrl::local_filesystem();
+                ctx.register_object_store(
+                    local.as_ref(),
+                    Arc::new(crate::local_reads::LocalReads::default()),
+                );
+            }
         }
         for table in schema::TABLES {
             let open_err = |message: String| QueryError::Open {
@@ -412,30 +446,20 @@ impl QueryEngine {
         let engine = self.clone();
         let sql = sql.to_owned();
         let run = async move {
-            let frame = engine
-                .ctx
-                .sql_with_options(&sql, read_only())
-                .await
-                .map_err(|e| engine.classify(e, QueryError::Rejected))?;
-            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-            let mut stream = frame
-                .execute_stream()
-                .await
-                .map_err(|e| engine.classify(e, QueryError::Execution))?;
-            let (mut batches, mut rows, mut bytes) = (Vec::new(), 0usize, 0usize);
-            while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(|e| engine.classify(e, QueryError::Execution))?;
-                rows += batch.num_rows();
-                bytes += batch.get_array_memory_size();
-                if rows > limits.max_result_rows || bytes > limits.max_result_bytes {
-                    return Err(QueryError::ResultTooLarge {
-                        max_rows: limits.max_result_rows,
-                        max_bytes: limits.max_result_bytes,
-                    });
+            let mut attempt = 1;
+            loop {
+                match engine.run(&sql).await {
+                    Err(Failure::FileVanished(message)) if attempt < QUERY_ATTEMPTS => {
+                        tracing::debug!(attempt, %message, "a lake file went away; query run again");
+                        attempt += 1;
+                    }
+                    Err(Failure::FileVanished(message)) => {
+                        return Err(QueryError::Execution(message));
+                    }
+                    Err(Failure::Query(e)) => return Err(e),
+                    Ok(output) => return Ok(output),
                 }
-                batches.push(batch);
             }
-            Ok(QueryOutput { schema, batches })
         };
         let Some(executor) = self.executor.handle() else {
             return Err(QueryError::Execution(
@@ -452,6 +476,41 @@ impl QueryEngine {
                 abort.abort();
                 Err(QueryError::Timeout(limits.timeout))
             }
+        }
+    }
+
+    /// Plans and runs `sql` once, collecting its rows within the result cap.
+    async fn run(&self, sql: &str) -> Result<QueryOutput, Failure> {
+        let (engine, limits) = (self, self.limits);
+        let execution = |e: DataFusionError| {
+            if vanished_file(&e) {
+                Failure::FileVanished(e.to_string())
+            } else {
+                Failure::Query(engine.classify(e, QueryError::Execution))
+            }
+        };
+        {
+            let frame = engine
+                .ctx
+                .sql_with_options(sql, read_only())
+                .await
+                .map_err(|e| Failure::Query(engine.classify(e, QueryError::Rejected)))?;
+            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+            let mut stream = frame.execute_stream().await.map_err(execution)?;
+            let (mut batches, mut rows, mut bytes) = (Vec::new(), 0usize, 0usize);
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(execution)?;
+                rows += batch.num_rows();
+                bytes += batch.get_array_memory_size();
+                if rows > limits.max_result_rows || bytes > limits.max_result_bytes {
+                    return Err(Failure::Query(QueryError::ResultTooLarge {
+                        max_rows: limits.max_result_rows,
+                        max_bytes: limits.max_result_bytes,
+                    }));
+                }
+                batches.push(batch);
+            }
+            Ok(QueryOutput { schema, batches })
         }
     }
 
@@ -532,6 +591,36 @@ mod tests {
     use datafusion::parquet::arrow::ArrowWriter;
 
     use super::*;
+
+    #[test]
+    fn a_listed_file_not_found_is_told_from_other_failures() {
+        use datafusion::parquet::errors::ParquetError;
+        let not_found = || object_store::Error::NotFound {
+            path: "cloudtrail/date=2026-11-01/hour=00/a.parquet".into(),
+            source: "No such file or directory".into(),
+        };
+        let through_parquet =
+            DataFusionError::ParquetError(Box::new(ParquetError::External(Box::new(not_found()))));
+        assert!(vanished_file(&through_parquet));
+        assert!(vanished_file(&DataFusionError::ObjectStore(Box::new(
+            not_found()
+        ))));
+        assert!(vanished_file(&DataFusionError::Context(
+            "scanning".into(),
+            Box::new(through_parquet)
+        )));
+
+        let unreadable = object_store::Error::Generic {
+            store: "LocalReads",
+            source: "permission denied".into(),
+        };
+        assert!(!vanished_file(&DataFusionError::ParquetError(Box::new(
+            ParquetError::External(Box::new(unreadable))
+        ))));
+        assert!(!vanished_file(&DataFusionError::Execution(
+            "Object at location x not found".into()
+        )));
+    }
 
     /// Writes a `cloudtrail` file of one row per event name into the lake's first hour.
     fn write_cloudtrail_file(lake: &Path, name: &str, event_names: &[&str]) {

@@ -14,7 +14,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use rayon::prelude::*;
@@ -57,6 +57,11 @@ const JSON_TEXT_COLUMNS: [&str; 10] = [
     "raw",
     "decode_note",
 ];
+
+/// Event time columns: rows come in (nearly) time order, so the differences between neighbours
+/// are small and bit-pack into about as few bytes as zstd makes of them, and a reader unpacks
+/// them much faster than it inflates zstd.
+const EVENT_TIME_COLUMNS: [&str; 2] = ["event_time", "ts"];
 
 /// Text columns with many values per file (a dictionary that may not fit), kept compressed.
 const MANY_VALUED_COLUMNS: [&str; 3] = ["conn_uuid", "user_agent", "source_uri"];
@@ -814,6 +819,13 @@ fn properties(schema: &Schema) -> WriterProperties {
             && !MANY_VALUED_COLUMNS.contains(&name)
         {
             builder = builder.set_column_compression(name.into(), Compression::UNCOMPRESSED);
+        }
+    }
+    for column in EVENT_TIME_COLUMNS {
+        if schema.column_with_name(column).is_some() {
+            builder = builder
+                .set_column_encoding(column.into(), Encoding::DELTA_BINARY_PACKED)
+                .set_column_compression(column.into(), Compression::UNCOMPRESSED);
         }
     }
     for column in JSON_TEXT_COLUMNS {
