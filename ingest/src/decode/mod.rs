@@ -270,13 +270,25 @@ pub fn decode_object(
                 limits,
                 &mut rejects,
                 |line, index, rejects| {
+                    let intact = line
+                        .before
+                        .is_none()
+                        .then(|| mongodb::IntactLine::of(line.text));
                     let parsed = tape::with_parsed(line.text, |message| {
                         let audit_schema = mongodb::classify(message)?;
-                        mongodb::append(&mut rows, message, audit_schema, index, ctx, &mut scratch);
-                        Ok(())
+                        Ok(mongodb::append(
+                            &mut rows,
+                            message,
+                            audit_schema,
+                            index,
+                            ctx,
+                            &mut scratch,
+                            intact,
+                        ))
                     });
                     match parsed {
-                        Ok(Ok(())) => {}
+                        Ok(Ok(None)) => {}
+                        Ok(Ok(Some(param))) => param.finish(&mut rows, line.text, &mut scratch),
                         Ok(Err(reason)) => rejects.push(Some(index), reason, line.original()),
                         Err(e) => rejects.push(
                             Some(index),

@@ -6,9 +6,15 @@
 //! `$numberLong`, `$binary`). Where an IP address belongs but the text is not one, the typed
 //! `*_ip` column stays null and `*_ip_text` keeps the text. Unknown top-level fields go to
 //! `unmapped`.
+//!
+//! `param` (often the largest part of a message) is stored as written: when the line had no
+//! escape, simd-json left it as read, and the row takes the bytes between the key `param` and
+//! the next one ([`ParamInLine`]) instead of writing the parsed object out again. Other lines
+//! (and the OCSF schema, where it is nested) have it written as compact JSON.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::ops::Range;
 
 use base64::Engine as _;
 use simd_json::prelude::*;
@@ -18,7 +24,7 @@ use auditlake_schema as schema;
 
 use super::ObjectContext;
 use super::columns::{TableBuilder, table_columns};
-use super::tape::{boolean, get, integer, path, text, utf8, write_json, write_object};
+use super::tape::{self, boolean, get, integer, path, text, utf8, write_json, write_object};
 use super::time::{from_epoch_millis, parse_text};
 
 table_columns! {
@@ -203,8 +209,83 @@ fn unmapped_fields(message: Value<'_, '_>, known: &[&str], out: &mut Vec<u8>) ->
     }
 }
 
+/// The line a message is parsed from, left as read by the parser (it has no escape): its
+/// address and length.
+#[derive(Debug, Clone, Copy)]
+pub struct IntactLine {
+    address: usize,
+    len: usize,
+}
+
+impl IntactLine {
+    /// The span of `line`, to be taken before it is parsed; only for a line without a backslash
+    /// (the only lines simd-json leaves as they were).
+    pub fn of(line: &[u8]) -> Self {
+        IntactLine {
+            address: line.as_ptr() as usize,
+            len: line.len(),
+        }
+    }
+}
+
+/// A row whose `param` is to be taken from its line once the parse is over: the offsets of
+/// the value as written, if the line is compact around it.
+#[must_use = "the row ends once its param is set"]
+#[derive(Debug)]
+pub struct ParamInLine {
+    value: Range<usize>,
+    /// Whether another key follows `param` in the message.
+    followed: bool,
+}
+
+impl ParamInLine {
+    /// Where `param` would sit in `line` if written compactly: from just after `":` to just
+    /// before `,"` of the next key, or the message's closing brace; `None` if the addresses fall
+    /// outside the line.
+    fn locate(line: IntactLine, key_end: usize, next_key: Option<usize>) -> Option<Self> {
+        let offset = |address: usize| address.checked_sub(line.address).filter(|o| *o <= line.len);
+        let start = offset(key_end)? + 2;
+        let end = match next_key {
+            Some(next) => offset(next)?.checked_sub(2)?,
+            None => line.len.checked_sub(1)?,
+        };
+        (start < end).then_some(ParamInLine {
+            value: start..end,
+            followed: next_key.is_some(),
+        })
+    }
+
+    /// Sets `param` from `line` (the bytes the message was parsed from, as read) and ends the
+    /// row. The bytes are taken only when they are exactly the object: `"param":{...}` then
+    /// `,"` or the closing brace; otherwise the line is parsed again and the object written.
+    pub fn finish(self, rows: &mut TableBuilder, line: &mut [u8], scratch: &mut Vec<u8>) {
+        let (start, end) = (self.value.start, self.value.end);
+        let as_written = line.get(start - 2..start) == Some(b"\":".as_slice())
+            && line.get(start) == Some(&b'{')
+            && line.get(end - 1) == Some(&b'}')
+            && if self.followed {
+                line.get(end..end + 2) == Some(b",\"".as_slice())
+            } else {
+                line.get(end..) == Some(b"}".as_slice())
+            };
+        if as_written {
+            rows.str(Col::param, utf8(&line[start..end]));
+        } else {
+            let written = tape::with_parsed(line, |message| {
+                write_json(get(Some(message), "param"), scratch)
+            });
+            if written.unwrap_or(false) {
+                rows.str(Col::param, utf8(scratch));
+            }
+        }
+        rows.end_row();
+    }
+}
+
 /// Appends one audit message (classified with [`classify`] first) as a row; `scratch` is
-/// reused for the JSON text columns.
+/// reused for the JSON text columns. With `line` (the message's line was left as read),
+/// `param` may be left to take from the line once the parse is over: the row then ends with
+/// [`ParamInLine::finish`].
 pub fn append(
     rows: &mut TableBuilder,
     message: Value<'_, '_>,
@@ -212,11 +293,15 @@ pub fn append(
     index: i64,
     ctx: &ObjectContext<'_>,
     scratch: &mut Vec<u8>,
-) {
-    match schema {
-        AuditSchema::Mongo => append_mongo(rows, message, scratch),
-        AuditSchema::Ocsf => append_ocsf(rows, message, scratch),
-    }
+    line: Option<IntactLine>,
+) -> Option<ParamInLine> {
+    let param_in_line = match schema {
+        AuditSchema::Mongo => append_mongo(rows, message, scratch, line),
+        AuditSchema::Ocsf => {
+            append_ocsf(rows, message, scratch);
+            None
+        }
+    };
     if let Some(atlas) = &ctx.atlas {
         rows.str(Col::project, atlas.project.as_deref());
         rows.str(Col::cluster, Some(&atlas.cluster));
@@ -226,7 +311,10 @@ pub fn append(
     rows.str(Col::source_uri, Some(ctx.source_uri));
     rows.i64(Col::source_index, Some(index));
     rows.timestamp(Col::ingested_at, Some(ctx.ingested_at_micros));
-    rows.end_row();
+    if param_in_line.is_none() {
+        rows.end_row();
+    }
+    param_in_line
 }
 
 fn set_endpoints(rows: &mut TableBuilder, remote: &Endpoint<'_>, local: &Endpoint<'_>) {
@@ -252,6 +340,8 @@ struct MongoFields<'t, 'i> {
     result: Option<Value<'t, 'i>>,
     /// Whether some top-level key has no column of its own.
     has_unmapped: bool,
+    /// Where `param`'s value sits, by the addresses of its key's end and of the next key.
+    param_place: Option<(usize, Option<usize>)>,
 }
 
 impl<'t, 'i> MongoFields<'t, 'i> {
@@ -261,6 +351,10 @@ impl<'t, 'i> MongoFields<'t, 'i> {
             return f;
         };
         for (key, value) in object.iter() {
+            if let Some((_, next @ None)) = &mut f.param_place {
+                // The key's text starts one byte after its opening quote.
+                *next = Some(key.as_ptr() as usize);
+            }
             let slot = match key {
                 "atype" => &mut f.atype,
                 "ts" => &mut f.ts,
@@ -269,7 +363,10 @@ impl<'t, 'i> MongoFields<'t, 'i> {
                 "remote" => &mut f.remote,
                 "users" => &mut f.users,
                 "roles" => &mut f.roles,
-                "param" => &mut f.param,
+                "param" => {
+                    f.param_place = Some((key.as_ptr() as usize + key.len(), None));
+                    &mut f.param
+                }
                 "result" => &mut f.result,
                 _ => {
                     f.has_unmapped = true;
@@ -283,7 +380,12 @@ impl<'t, 'i> MongoFields<'t, 'i> {
     }
 }
 
-fn append_mongo(rows: &mut TableBuilder, message: Value<'_, '_>, scratch: &mut Vec<u8>) {
+fn append_mongo(
+    rows: &mut TableBuilder,
+    message: Value<'_, '_>,
+    scratch: &mut Vec<u8>,
+    line: Option<IntactLine>,
+) -> Option<ParamInLine> {
     let f = MongoFields::read(message);
     let mut notes = Vec::new();
     let ts = mongo_ts(f.ts, &mut notes);
@@ -326,7 +428,13 @@ fn append_mongo(rows: &mut TableBuilder, message: Value<'_, '_>, scratch: &mut V
     );
     rows.str(Col::ns, ns.as_deref());
     rows.str(Col::command, text(get(param, "command")).as_deref());
-    if write_json(param, scratch) {
+    let param_in_line = match (line, f.param_place, param.and_then(|p| p.as_object())) {
+        (Some(line), Some((key_end, next_key)), Some(_)) => {
+            ParamInLine::locate(line, key_end, next_key)
+        }
+        _ => None,
+    };
+    if param_in_line.is_none() && write_json(param, scratch) {
         rows.str(Col::param, utf8(scratch));
     }
     rows.str(Col::app_name, app.as_deref());
@@ -337,6 +445,7 @@ fn append_mongo(rows: &mut TableBuilder, message: Value<'_, '_>, scratch: &mut V
     }
     let note = (!notes.is_empty()).then(|| notes.join("; "));
     rows.str(Col::decode_note, note.as_deref());
+    param_in_line
 }
 
 fn append_ocsf(rows: &mut TableBuilder, m: Value<'_, '_>, scratch: &mut Vec<u8>) {

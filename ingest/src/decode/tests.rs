@@ -310,3 +310,47 @@ fn users_and_roles_are_qualified_by_database() {
     );
     assert_eq!(text(&batch, "unmapped", 0), None);
 }
+
+#[test]
+fn param_is_kept_as_written_when_the_line_is_compact_and_written_out_otherwise() {
+    let lines = [
+        // Compact, another key after `param`: taken as written (the number keeps its form).
+        r#"{"atype":"authCheck","param":{"n":1.50,"s":"a b","o":{"k":[1,2]}},"result":0}"#,
+        // Compact, `param` last.
+        r#"{"atype":"authCheck","result":0,"param":{"n":1.50}}"#,
+        // Spaces around `param`: written out again.
+        r#"{"atype":"authCheck", "param" : {"n": 1.50} , "result":0}"#,
+        // An escape anywhere in the line: written out again, escapes as JSON needs them.
+        r#"{"atype":"authCheck","param":{"s":"say \"hi\"\/"},"result":0}"#,
+        // Not an object.
+        r#"{"atype":"authCheck","param":"text","result":0}"#,
+        // An empty object.
+        r#"{"atype":"authCheck","param":{},"result":0}"#,
+    ];
+    let decoded = decode(Format::MongoAudit, lines.join("\n").as_bytes());
+    let rows = decoded.mongodb_audit.expect("rows");
+    assert!(decoded.rejected.is_none());
+    let params: Vec<Option<String>> = (0..rows.num_rows())
+        .map(|row| text(&rows, "param", row))
+        .collect();
+    assert_eq!(
+        params,
+        [
+            Some(r#"{"n":1.50,"s":"a b","o":{"k":[1,2]}}"#.to_owned()),
+            Some(r#"{"n":1.50}"#.to_owned()),
+            Some(r#"{"n":1.5}"#.to_owned()),
+            Some(r#"{"s":"say \"hi\"/"}"#.to_owned()),
+            Some(r#""text""#.to_owned()),
+            Some("{}".to_owned()),
+        ]
+    );
+    // The other columns of rows finished after the parse are those of their own line.
+    for row in 0..rows.num_rows() {
+        assert_eq!(text(&rows, "atype", row).as_deref(), Some("authCheck"));
+    }
+    let results = rows
+        .column_by_name("result")
+        .expect("result")
+        .as_primitive::<Int32Type>();
+    assert_eq!(results.null_count(), 0);
+}
