@@ -1080,6 +1080,27 @@ mod tests {
     }
 
     #[test]
+    fn event_times_are_delta_encoded_and_not_compressed() {
+        use parquet::schema::types::ColumnPath;
+        for (table, time) in [
+            (schema::CLOUDTRAIL, "event_time"),
+            (schema::MONGODB_AUDIT, "ts"),
+        ] {
+            let props = properties(&schema::file_schema(table).expect("schema"));
+            let time = ColumnPath::from(time);
+            assert_eq!(props.encoding(&time), Some(Encoding::DELTA_BINARY_PACKED));
+            assert_eq!(props.compression(&time), Compression::UNCOMPRESSED);
+            assert!(!props.dictionary_enabled(&time));
+            let source_uri = ColumnPath::from("source_uri");
+            assert_eq!(props.encoding(&source_uri), None, "{table}");
+            assert!(matches!(
+                props.compression(&source_uri),
+                Compression::ZSTD(_)
+            ));
+        }
+    }
+
+    #[test]
     fn dictionary_text_columns_are_stored_uncompressed_and_the_others_compressed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let writer = LakeWriter::create(LakeRoot::Local(dir.path().to_path_buf())).expect("writer");
