@@ -481,37 +481,35 @@ impl QueryEngine {
 
     /// Plans and runs `sql` once, collecting its rows within the result cap.
     async fn run(&self, sql: &str) -> Result<QueryOutput, Failure> {
-        let (engine, limits) = (self, self.limits);
+        let limits = self.limits;
         let execution = |e: DataFusionError| {
             if vanished_file(&e) {
                 Failure::FileVanished(e.to_string())
             } else {
-                Failure::Query(engine.classify(e, QueryError::Execution))
+                Failure::Query(self.classify(e, QueryError::Execution))
             }
         };
-        {
-            let frame = engine
-                .ctx
-                .sql_with_options(sql, read_only())
-                .await
-                .map_err(|e| Failure::Query(engine.classify(e, QueryError::Rejected)))?;
-            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-            let mut stream = frame.execute_stream().await.map_err(execution)?;
-            let (mut batches, mut rows, mut bytes) = (Vec::new(), 0usize, 0usize);
-            while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(execution)?;
-                rows += batch.num_rows();
-                bytes += batch.get_array_memory_size();
-                if rows > limits.max_result_rows || bytes > limits.max_result_bytes {
-                    return Err(Failure::Query(QueryError::ResultTooLarge {
-                        max_rows: limits.max_result_rows,
-                        max_bytes: limits.max_result_bytes,
-                    }));
-                }
-                batches.push(batch);
+        let frame = self
+            .ctx
+            .sql_with_options(sql, read_only())
+            .await
+            .map_err(|e| Failure::Query(self.classify(e, QueryError::Rejected)))?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let mut stream = frame.execute_stream().await.map_err(execution)?;
+        let (mut batches, mut rows, mut bytes) = (Vec::new(), 0usize, 0usize);
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(execution)?;
+            rows += batch.num_rows();
+            bytes += batch.get_array_memory_size();
+            if rows > limits.max_result_rows || bytes > limits.max_result_bytes {
+                return Err(Failure::Query(QueryError::ResultTooLarge {
+                    max_rows: limits.max_result_rows,
+                    max_bytes: limits.max_result_bytes,
+                }));
             }
-            Ok(QueryOutput { schema, batches })
+            batches.push(batch);
         }
+        Ok(QueryOutput { schema, batches })
     }
 
     /// Memory exhaustion, wherever it sits in the error chain, is its own kind of failure.

@@ -496,6 +496,14 @@ mod tests {
         }
     }
 
+    /// Creates at `path` a ledger as an earlier version wrote it: the tables `write` fills.
+    fn earlier_ledger(path: &Path, write: impl FnOnce(&WriteTransaction)) {
+        let db = Database::create(path).expect("create");
+        let tx = db.begin_write().expect("tx");
+        write(&tx);
+        tx.commit().expect("commit");
+    }
+
     #[test]
     fn first_claimer_keeps_an_event_id_and_a_redo_keeps_its_own() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -544,15 +552,12 @@ mod tests {
     fn claims_of_an_earlier_ledger_by_id_alone_still_hold() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("ledger.redb");
-        {
-            let db = Database::create(&path).expect("create");
-            let tx = db.begin_write().expect("tx");
+        earlier_ledger(&path, |tx| {
             tx.open_table(LEGACY_EVENT_IDS)
                 .expect("table")
                 .insert("e1", "a")
                 .expect("insert");
-            tx.commit().expect("commit");
-        }
+        });
         let ledger = Ledger::open(&path).expect("open");
         let claim = Claim::new(Some(493_000 * HOUR_MICROS), "e1");
         assert_eq!(
@@ -603,16 +608,12 @@ mod tests {
     fn claims_of_a_ledger_with_text_keys_are_moved_and_still_hold() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("ledger.redb");
-        {
-            let db = Database::create(&path).expect("create");
-            let tx = db.begin_write().expect("tx");
+        earlier_ledger(&path, |tx| {
             let mut text = tx.open_table(TEXT_EVENT_CLAIMS).expect("table");
             text.insert("0000493000/e1", owner_hash("a"))
                 .expect("insert");
             text.insert("untimed/e2", owner_hash("a")).expect("insert");
-            drop(text);
-            tx.commit().expect("commit");
-        }
+        });
         let ledger = Ledger::open(&path).expect("open");
         let timed = Claim::new(Some(493_000 * HOUR_MICROS + 5), "e1");
         let untimed = Claim::new(None, "e2");
@@ -655,16 +656,12 @@ mod tests {
         let a2 = Claim::new(Some(hour + 60), "a2");
         let a3 = Claim::new(Some(hour + HOUR_MICROS), "a3");
         let b1 = Claim::new(Some(hour), "b1");
-        {
-            let db = Database::create(&path).expect("create");
-            let tx = db.begin_write().expect("tx");
+        earlier_ledger(&path, |tx| {
             let mut keyed = tx.open_table(KEYED_CLAIMS).expect("table");
             for (claim, owner) in [(a1, "a"), (a2, "a"), (a3, "a"), (b1, "b")] {
                 keyed.insert(claim.key, owner_hash(owner)).expect("insert");
             }
-            drop(keyed);
-            tx.commit().expect("commit");
-        }
+        });
         let ledger = Ledger::open(&path).expect("open");
         assert!(matches!(
             ledger
