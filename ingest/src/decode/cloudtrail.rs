@@ -13,8 +13,10 @@ use simd_json::tape::Value;
 use auditlake_schema as schema;
 
 use super::ObjectContext;
-use super::columns::{TableBuilder, table_columns};
-use super::tape::{boolean, get, text, utf8, write_json, write_key, write_object, write_value};
+use super::columns::{SameInEveryRow, TableBuilder, table_columns};
+use super::tape::{
+    boolean, fields, get, text, utf8, write_json, write_key, write_object, write_value,
+};
 use super::time::{from_epoch_number, parse_text};
 
 table_columns! {
@@ -58,10 +60,16 @@ const MAPPED_FIELDS: &[&str] = &[
     "tlsDetails",
 ];
 
-/// A new builder for the `cloudtrail` table.
-pub fn builder() -> TableBuilder {
+/// A new builder for the `cloudtrail` rows of the object `ctx` describes.
+pub fn builder(ctx: &ObjectContext<'_>) -> TableBuilder {
     let schema = schema::file_schema(schema::CLOUDTRAIL).expect("cloudtrail schema");
-    TableBuilder::new(schema::CLOUDTRAIL, schema, Col::NAMES)
+    let mut rows = TableBuilder::new(schema::CLOUDTRAIL, schema, Col::NAMES);
+    rows.same_in_every_row(Col::source_uri, SameInEveryRow::Text(Some(ctx.source_uri)));
+    rows.same_in_every_row(
+        Col::ingested_at,
+        SameInEveryRow::Timestamp(Some(ctx.ingested_at_micros)),
+    );
+    rows
 }
 
 /// Why a JSON value is not a CloudTrail record.
@@ -159,21 +167,49 @@ impl<'t, 'i> Fields<'t, 'i> {
     }
 }
 
+/// The keys of `userIdentity` that have columns of their own (or lead to them).
+const IDENTITY_FIELDS: [&str; 8] = [
+    "type",
+    "arn",
+    "principalId",
+    "accountId",
+    "accessKeyId",
+    "userName",
+    "invokedBy",
+    "sessionContext",
+];
+
 /// Appends one record (checked with [`not_a_record`] first) as a row; `scratch` is reused for
 /// the JSON text columns.
-pub fn append(
-    rows: &mut TableBuilder,
-    record: Value<'_, '_>,
-    index: i64,
-    ctx: &ObjectContext<'_>,
-    scratch: &mut Vec<u8>,
-) {
+pub fn append(rows: &mut TableBuilder, record: Value<'_, '_>, index: i64, scratch: &mut Vec<u8>) {
     let f = Fields::read(record);
     let identity = f.user_identity;
-    let session = get(identity, "sessionContext");
-    let issuer = get(session, "sessionIssuer");
-    let attributes = get(session, "attributes");
+    let [
+        user_type,
+        arn,
+        principal_id,
+        account_id,
+        access_key_id,
+        user_name,
+        invoked_by,
+        session,
+    ] = fields(identity, IDENTITY_FIELDS);
+    let [issuer, attributes, session_source_identity] =
+        fields(session, ["sessionIssuer", "attributes", "sourceIdentity"]);
+    let [issuer_user_name, issuer_arn, issuer_type, issuer_account_id] =
+        fields(issuer, ["userName", "arn", "type", "accountId"]);
+    let [creation_date, mfa_authenticated] =
+        fields(attributes, ["creationDate", "mfaAuthenticated"]);
     let request = f.request_parameters;
+    let [
+        request_source_identity,
+        role_arn,
+        role_session_name,
+        external_id,
+    ] = fields(
+        request,
+        ["sourceIdentity", "roleArn", "roleSessionName", "externalId"],
+    );
     let response = f.response_elements;
 
     let mut notes: Vec<String> = Vec::new();
@@ -203,7 +239,7 @@ pub fn append(
             }
         },
     };
-    let session_created = text(get(attributes, "creationDate"))
+    let session_created = text(creation_date)
         .and_then(|s| parse_text("sessionContext.attributes.creationDate", &s).micros);
 
     rows.timestamp(Col::event_time, event_time);
@@ -226,52 +262,34 @@ pub fn append(
         text(f.recipient_account_id).as_deref(),
     );
     rows.str(Col::shared_event_id, text(f.shared_event_id).as_deref());
-    rows.str(Col::user_type, text(get(identity, "type")).as_deref());
-    rows.str(Col::user_arn, text(get(identity, "arn")).as_deref());
-    rows.str(
-        Col::user_principal_id,
-        text(get(identity, "principalId")).as_deref(),
-    );
-    rows.str(
-        Col::user_account_id,
-        text(get(identity, "accountId")).as_deref(),
-    );
-    rows.str(
-        Col::user_access_key_id,
-        text(get(identity, "accessKeyId")).as_deref(),
-    );
+    rows.str(Col::user_type, text(user_type).as_deref());
+    rows.str(Col::user_arn, text(arn).as_deref());
+    rows.str(Col::user_principal_id, text(principal_id).as_deref());
+    rows.str(Col::user_account_id, text(account_id).as_deref());
+    rows.str(Col::user_access_key_id, text(access_key_id).as_deref());
     rows.str(
         Col::user_name,
-        text(get(identity, "userName"))
-            .or_else(|| text(get(issuer, "userName")))
+        text(user_name)
+            .or_else(|| text(issuer_user_name))
             .as_deref(),
     );
-    rows.str(Col::session_issuer_arn, text(get(issuer, "arn")).as_deref());
-    rows.str(
-        Col::session_issuer_type,
-        text(get(issuer, "type")).as_deref(),
-    );
+    rows.str(Col::session_issuer_arn, text(issuer_arn).as_deref());
+    rows.str(Col::session_issuer_type, text(issuer_type).as_deref());
     rows.str(
         Col::session_issuer_account_id,
-        text(get(issuer, "accountId")).as_deref(),
+        text(issuer_account_id).as_deref(),
     );
-    rows.str(Col::invoked_by, text(get(identity, "invokedBy")).as_deref());
-    rows.bool(
-        Col::mfa_authenticated,
-        boolean(get(attributes, "mfaAuthenticated")),
-    );
+    rows.str(Col::invoked_by, text(invoked_by).as_deref());
+    rows.bool(Col::mfa_authenticated, boolean(mfa_authenticated));
     rows.timestamp(Col::session_created_at, session_created);
     rows.str(
         Col::source_identity,
-        text(get(session, "sourceIdentity"))
-            .or_else(|| text(get(request, "sourceIdentity")))
+        text(session_source_identity)
+            .or_else(|| text(request_source_identity))
             .as_deref(),
     );
-    rows.str(Col::role_arn, text(get(request, "roleArn")).as_deref());
-    rows.str(
-        Col::role_session_name,
-        text(get(request, "roleSessionName")).as_deref(),
-    );
+    rows.str(Col::role_arn, text(role_arn).as_deref());
+    rows.str(Col::role_session_name, text(role_session_name).as_deref());
     rows.str(
         Col::assumed_role_arn,
         text(get(get(response, "assumedRoleUser"), "arn")).as_deref(),
@@ -280,10 +298,7 @@ pub fn append(
         Col::assumed_access_key_id,
         text(get(get(response, "credentials"), "accessKeyId")).as_deref(),
     );
-    rows.str(
-        Col::external_id,
-        text(get(request, "externalId")).as_deref(),
-    );
+    rows.str(Col::external_id, text(external_id).as_deref());
     json_column(rows, Col::user_identity, identity, scratch);
     json_column(rows, Col::request_parameters, request, scratch);
     if write_response_elements(response, scratch) {
@@ -306,9 +321,7 @@ pub fn append(
     {
         rows.str(Col::unmapped, utf8(scratch));
     }
-    rows.str(Col::source_uri, Some(ctx.source_uri));
     rows.i64(Col::source_index, Some(index));
-    rows.timestamp(Col::ingested_at, Some(ctx.ingested_at_micros));
     let note = (!notes.is_empty()).then(|| notes.join("; "));
     rows.str(Col::decode_note, note.as_deref());
     rows.end_row();

@@ -6,7 +6,9 @@
 //! [`TableBuilder::end_row`] fills the rest with nulls, keeping every column the same length.
 //! [`TableBuilder::reserve`] sizes the columns for an object's rows at once, from the bytes per
 //! row of the last batch of the same table built on the thread: growing a column by doubling
-//! copies it again and again and leaves a third of it unused on average.
+//! copies it again and again and leaves a third of it unused on average. A cell that is the same
+//! in every row of an object (its source, when it was ingested) is set once with
+//! [`TableBuilder::same_in_every_row`] and laid out when the batch is finished.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,8 +16,10 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder,
-    StringBuilder, TimestampMicrosecondBuilder,
+    StringArray, StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+    new_null_array,
 };
+use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
@@ -131,6 +135,41 @@ impl Column {
     }
 }
 
+/// A cell every row of a batch has; `None` values are nulls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SameInEveryRow<'a> {
+    Text(Option<&'a str>),
+    Timestamp(Option<i64>),
+}
+
+#[derive(Debug, Clone)]
+enum Constant {
+    Text(Option<String>),
+    Timestamp(Option<i64>),
+}
+
+impl Constant {
+    /// The column of `rows` copies, of the field's type (its time zone included).
+    fn repeated(&self, data_type: &DataType, rows: usize) -> Result<ArrayRef, ArrowError> {
+        Ok(match self {
+            Constant::Text(Some(text)) => {
+                let bytes = text.len().saturating_mul(rows);
+                if i32::try_from(bytes).is_err() {
+                    return Err(ArrowError::OffsetOverflowError(bytes));
+                }
+                let offsets = OffsetBuffer::from_repeated_length(text.len(), rows);
+                let values = Buffer::from_vec(text.as_bytes().repeat(rows));
+                Arc::new(StringArray::new(offsets, values, None))
+            }
+            Constant::Timestamp(Some(micros)) => Arc::new(
+                TimestampMicrosecondArray::from_value(*micros, rows)
+                    .with_data_type(data_type.clone()),
+            ),
+            Constant::Text(None) | Constant::Timestamp(None) => new_null_array(data_type, rows),
+        })
+    }
+}
+
 /// Builds one table's rows; see the module documentation.
 #[derive(Debug)]
 pub struct TableBuilder {
@@ -140,6 +179,12 @@ pub struct TableBuilder {
     rows: usize,
     /// Bit `i` set: column `i` has a cell in the current row.
     set_in_row: u64,
+    /// Bit `i` set for each of the table's columns.
+    all_columns: u64,
+    /// The columns set once for every row, by index.
+    constants: Vec<(usize, Constant)>,
+    /// Bit `i` set: column `i` is one of `constants`.
+    constant_columns: u64,
 }
 
 impl TableBuilder {
@@ -167,13 +212,49 @@ impl TableBuilder {
             columns.len() <= 64,
             "a table has at most 64 columns (one bit each per row)"
         );
+        let all_columns = u64::MAX >> (64 - columns.len());
         TableBuilder {
             table,
             schema,
             columns,
             rows: 0,
             set_in_row: 0,
+            all_columns,
+            constants: Vec::new(),
+            constant_columns: 0,
         }
+    }
+
+    /// Sets a cell of every row of every batch this builder makes, laid out once per batch by
+    /// [`TableBuilder::finish`]; the cell must not be set per row as well.
+    ///
+    /// # Panics
+    /// When rows were begun, or the value is not of the column's type: programming errors that
+    /// every decoder's unit tests exercise.
+    pub fn same_in_every_row(&mut self, col: impl Into<usize>, value: SameInEveryRow<'_>) {
+        let col = col.into();
+        assert!(
+            self.rows == 0 && self.set_in_row == 0,
+            "a cell of every row is set before the first row"
+        );
+        let constant = match (&self.columns[col], value) {
+            (Column::Utf8(_), SameInEveryRow::Text(text)) => {
+                Constant::Text(text.map(str::to_owned))
+            }
+            (Column::Timestamp(_), SameInEveryRow::Timestamp(micros)) => {
+                Constant::Timestamp(micros)
+            }
+            (_, value) => panic!(
+                "{value:?} is not of the type of column {}",
+                self.schema.field(col).name()
+            ),
+        };
+        self.constants.retain(|(c, _)| *c != col);
+        self.constants.push((col, constant));
+        self.constant_columns |= 1 << col;
+        // The builder of the column is not used: free what it holds.
+        self.columns[col] = Column::for_type(self.schema.field(col).data_type(), 0, 0)
+            .expect("a column of a type with a builder");
     }
 
     /// Makes room for `rows` rows, with the bytes per row of the last batch of this table
@@ -191,6 +272,9 @@ impl TableBuilder {
                 .zip(self.schema.fields())
                 .enumerate()
             {
+                if self.constant_columns & (1 << i) != 0 {
+                    continue;
+                }
                 let bytes = per_row.and_then(|p| p.get(i)).copied().unwrap_or(0) * rows;
                 let bytes = bytes + (bytes >> VALUE_BYTES_SLACK_SHIFT);
                 if let Some(sized) = Column::for_type(field.data_type(), rows, bytes) {
@@ -294,12 +378,27 @@ impl TableBuilder {
     pub fn end_row(&mut self) {
         self.rows += 1;
         let set = std::mem::take(&mut self.set_in_row);
-        for (i, column) in self.columns.iter_mut().enumerate() {
-            if set & (1 << i) == 0 {
-                column.append_null();
-            }
-            debug_assert_eq!(column.len(), self.rows, "a cell set twice in one row");
+        debug_assert_eq!(
+            set & self.constant_columns,
+            0,
+            "a cell of every row set in one row"
+        );
+        let mut unset = self.all_columns & !set & !self.constant_columns;
+        while unset != 0 {
+            self.columns[unset.trailing_zeros() as usize].append_null();
+            unset &= unset - 1;
         }
+        debug_assert!(
+            self.columns.iter().enumerate().all(|(i, column)| {
+                let expected = if self.constant_columns & (1 << i) == 0 {
+                    self.rows
+                } else {
+                    0
+                };
+                column.len() == expected
+            }),
+            "a cell set twice in one row"
+        );
     }
 
     /// The rows built so far as one batch; the builder starts empty again.
@@ -312,8 +411,11 @@ impl TableBuilder {
                 .collect();
             VALUE_BYTES_PER_ROW.with(|hints| hints.borrow_mut().insert(self.table, per_row));
         }
+        let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
+        for (col, constant) in &self.constants {
+            arrays[*col] = constant.repeated(self.schema.field(*col).data_type(), self.rows)?;
+        }
         self.rows = 0;
-        let arrays = self.columns.iter_mut().map(Column::finish).collect();
         RecordBatch::try_new(self.schema.clone(), arrays)
     }
 }
@@ -348,6 +450,51 @@ mod tests {
             rows.i64(1usize, Some(n as i64));
             rows.end_row();
         }
+    }
+
+    #[test]
+    fn a_cell_of_every_row_is_laid_out_once_per_batch_with_its_type() {
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::TimestampMicrosecondType;
+
+        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let schema = Schema::new(vec![
+            Field::new("source", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+            Field::new("at", utc.clone(), true),
+            Field::new("project", DataType::Utf8, true),
+        ]);
+        let names = ["source", "n", "at", "project"];
+        let mut rows = TableBuilder::new("every_row", Arc::new(schema), &names);
+        rows.same_in_every_row(0usize, SameInEveryRow::Text(Some("file:///a")));
+        rows.same_in_every_row(2usize, SameInEveryRow::Timestamp(Some(7)));
+        rows.same_in_every_row(3usize, SameInEveryRow::Text(None));
+        for n in 0..3 {
+            rows.i64(1usize, Some(n));
+            rows.end_row();
+        }
+        let batch = rows.finish().expect("batch");
+        assert_eq!(batch.num_rows(), 3);
+        let sources = batch.column(0).as_string::<i32>();
+        assert_eq!(sources.iter().collect::<Vec<_>>(), [Some("file:///a"); 3]);
+        assert_eq!(batch.column(2).data_type(), &utc, "the time zone is kept");
+        let at = batch.column(2).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(at.values().as_ref(), [7, 7, 7]);
+        assert_eq!(batch.column(3).null_count(), 3);
+
+        // The next batch of the same builder has them too.
+        rows.i64(1usize, Some(9));
+        rows.end_row();
+        let batch = rows.finish().expect("batch");
+        assert_eq!(batch.column(0).as_string::<i32>().value(0), "file:///a");
+    }
+
+    #[test]
+    #[should_panic(expected = "before the first row")]
+    fn a_cell_of_every_row_cannot_be_set_once_rows_were_begun() {
+        let mut rows = builder("every_row_late");
+        add_rows(&mut rows, 1);
+        rows.same_in_every_row(0usize, SameInEveryRow::Text(Some("late")));
     }
 
     #[test]

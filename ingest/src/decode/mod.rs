@@ -255,12 +255,12 @@ pub fn decode_object(
     }
 
     let mut rows = match format {
-        Format::CloudTrail => cloudtrail::builder(),
-        Format::MongoAudit => mongodb::builder(),
+        Format::CloudTrail => cloudtrail::builder(ctx),
+        Format::MongoAudit => mongodb::builder(ctx),
     };
     match format {
         Format::CloudTrail => {
-            decode_cloudtrail(&mut content, ctx, limits, &mut rows, &mut rejects, &mut out)
+            decode_cloudtrail(&mut content, limits, &mut rows, &mut rejects, &mut out)
         }
         Format::MongoAudit => {
             let mut scratch = Vec::new();
@@ -281,7 +281,6 @@ pub fn decode_object(
                             message,
                             audit_schema,
                             index,
-                            ctx,
                             &mut scratch,
                             intact,
                         ))
@@ -322,7 +321,6 @@ pub fn decode_object(
 /// record per line (CloudWatch Logs exports, NDJSON dumps).
 fn decode_cloudtrail(
     content: &mut [u8],
-    ctx: &ObjectContext<'_>,
     limits: DecodeLimits,
     rows: &mut TableBuilder,
     rejects: &mut Rejects<'_>,
@@ -335,7 +333,7 @@ fn decode_cloudtrail(
             let parsed = tape::with_parsed(line.text, |record| {
                 let refusal = cloudtrail::not_a_record(record);
                 if refusal.is_none() {
-                    cloudtrail::append(rows, record, number, ctx, &mut scratch);
+                    cloudtrail::append(rows, record, number, &mut scratch);
                 }
                 refusal
             });
@@ -364,7 +362,7 @@ fn decode_cloudtrail(
                 for (index, record) in records.iter().enumerate() {
                     let index = index as i64;
                     match cloudtrail::not_a_record(record) {
-                        None => cloudtrail::append(rows, record, index, ctx, &mut scratch),
+                        None => cloudtrail::append(rows, record, index, &mut scratch),
                         Some(reason) => {
                             rejects.push(Some(index), reason, record.encode().as_bytes())
                         }
@@ -372,7 +370,7 @@ fn decode_cloudtrail(
                 }
             }
             None => match cloudtrail::not_a_record(document) {
-                None => cloudtrail::append(rows, document, 0, ctx, &mut scratch),
+                None => cloudtrail::append(rows, document, 0, &mut scratch),
                 Some(reason) => rejects.push(None, reason, &raw_head),
             },
         }

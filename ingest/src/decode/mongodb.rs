@@ -23,8 +23,10 @@ use simd_json::tape::Value;
 use auditlake_schema as schema;
 
 use super::ObjectContext;
-use super::columns::{TableBuilder, table_columns};
-use super::tape::{self, boolean, get, integer, path, text, utf8, write_json, write_object};
+use super::columns::{SameInEveryRow, TableBuilder, table_columns};
+use super::tape::{
+    self, boolean, fields, get, integer, path, text, utf8, write_json, write_object,
+};
 use super::time::{from_epoch_millis, parse_text};
 
 table_columns! {
@@ -56,10 +58,26 @@ const OCSF_FIELDS: &[&str] = &[
     "status_id",
 ];
 
-/// A new builder for the `mongodb_audit` table.
-pub fn builder() -> TableBuilder {
+/// A new builder for the `mongodb_audit` rows of the object `ctx` describes.
+pub fn builder(ctx: &ObjectContext<'_>) -> TableBuilder {
     let schema = schema::file_schema(schema::MONGODB_AUDIT).expect("mongodb_audit schema");
-    TableBuilder::new(schema::MONGODB_AUDIT, schema, Col::NAMES)
+    let mut rows = TableBuilder::new(schema::MONGODB_AUDIT, schema, Col::NAMES);
+    let atlas = ctx.atlas.as_ref();
+    let project = atlas.and_then(|a| a.project.as_deref());
+    rows.same_in_every_row(Col::project, SameInEveryRow::Text(project));
+    for (col, text) in [
+        (Col::cluster, atlas.map(|a| a.cluster.as_str())),
+        (Col::hostname, atlas.map(|a| a.hostname.as_str())),
+        (Col::log_type, atlas.map(|a| a.log_type.as_str())),
+    ] {
+        rows.same_in_every_row(col, SameInEveryRow::Text(text));
+    }
+    rows.same_in_every_row(Col::source_uri, SameInEveryRow::Text(Some(ctx.source_uri)));
+    rows.same_in_every_row(
+        Col::ingested_at,
+        SameInEveryRow::Timestamp(Some(ctx.ingested_at_micros)),
+    );
+    rows
 }
 
 /// Which audit schema a message is written in.
@@ -93,8 +111,9 @@ struct Endpoint<'i> {
 }
 
 fn endpoint<'i>(value: Option<Value<'_, 'i>>) -> Endpoint<'i> {
-    let text_ip = text(get(value, "ip"));
-    let unix = text(get(value, "unix")).map(|path| Cow::Owned(format!("unix:{path}")));
+    let [ip, unix, port, system_user] = fields(value, ["ip", "unix", "port", "isSystemUser"]);
+    let text_ip = text(ip);
+    let unix = text(unix).map(|path| Cow::Owned(format!("unix:{path}")));
     // An IPv4 address that parses is already in canonical form; IPv6 is rewritten canonically.
     let ip = text_ip.as_ref().and_then(|t| match t.parse::<IpAddr>() {
         Ok(IpAddr::V4(_)) => Some(t.clone()),
@@ -104,8 +123,8 @@ fn endpoint<'i>(value: Option<Value<'_, 'i>>) -> Endpoint<'i> {
     Endpoint {
         ip,
         text: text_ip.or(unix),
-        port: integer(get(value, "port")).and_then(|p| i32::try_from(p).ok()),
-        system_user: boolean(get(value, "isSystemUser")),
+        port: integer(port).and_then(|p| i32::try_from(p).ok()),
+        system_user: boolean(system_user),
     }
 }
 
@@ -123,8 +142,9 @@ where
         .into_iter()
         .flatten()
         .filter_map(move |item| {
-            let name = text(get(Some(item), name_key))?;
-            Some(match text(get(Some(item), "db")) {
+            let [name, db] = fields(Some(item), [name_key, "db"]);
+            let name = text(name)?;
+            Some(match text(db) {
                 Some(db) => [name, Cow::Borrowed("@"), db],
                 None => [name, Cow::Borrowed(""), Cow::Borrowed("")],
             })
@@ -189,8 +209,8 @@ fn mongo_ts(value: Option<Value<'_, '_>>, notes: &mut Vec<String>) -> Option<i64
     }
 }
 
-fn client_app<'i>(param: Option<Value<'_, 'i>>) -> (Option<Cow<'i, str>>, Option<String>) {
-    let metadata = get(param, "clientMetadata");
+/// The application name and driver (`name version`) from `param.clientMetadata`.
+fn client_app<'i>(metadata: Option<Value<'_, 'i>>) -> (Option<Cow<'i, str>>, Option<String>) {
     let app = text(get(get(metadata, "application"), "name"));
     let driver = get(metadata, "driver");
     let driver = match (text(get(driver, "name")), text(get(driver, "version"))) {
@@ -291,7 +311,6 @@ pub fn append(
     message: Value<'_, '_>,
     schema: AuditSchema,
     index: i64,
-    ctx: &ObjectContext<'_>,
     scratch: &mut Vec<u8>,
     line: Option<IntactLine>,
 ) -> Option<ParamInLine> {
@@ -302,15 +321,7 @@ pub fn append(
             None
         }
     };
-    if let Some(atlas) = &ctx.atlas {
-        rows.str(Col::project, atlas.project.as_deref());
-        rows.str(Col::cluster, Some(&atlas.cluster));
-        rows.str(Col::hostname, Some(&atlas.hostname));
-        rows.str(Col::log_type, Some(&atlas.log_type));
-    }
-    rows.str(Col::source_uri, Some(ctx.source_uri));
     rows.i64(Col::source_index, Some(index));
-    rows.timestamp(Col::ingested_at, Some(ctx.ingested_at_micros));
     if param_in_line.is_none() {
         rows.end_row();
     }
@@ -380,6 +391,9 @@ impl<'t, 'i> MongoFields<'t, 'i> {
     }
 }
 
+/// The keys of `param` that have columns of their own.
+const PARAM_FIELDS: [&str; 6] = ["user", "db", "mechanism", "ns", "command", "clientMetadata"];
+
 fn append_mongo(
     rows: &mut TableBuilder,
     message: Value<'_, '_>,
@@ -391,19 +405,18 @@ fn append_mongo(
     let ts = mongo_ts(f.ts, &mut notes);
     let atype = text(f.atype);
     let param = f.param;
+    let [p_user, p_db, mechanism, ns, command, client_metadata] = fields(param, PARAM_FIELDS);
     let first_user = f.users.and_then(|u| u.as_array()).and_then(|u| u.get(0));
     // A failed authenticate has no `users`: the user it tried is in `param`.
     let (user, user_db) = match first_user {
         Some(u) => (text(get(Some(u), "user")), text(get(Some(u), "db"))),
-        None if atype.as_deref() == Some("authenticate") => {
-            (text(get(param, "user")), text(get(param, "db")))
-        }
+        None if atype.as_deref() == Some("authenticate") => (text(p_user), text(p_db)),
         None => (None, None),
     };
     let remote = endpoint(f.remote);
     let local = endpoint(f.local);
-    let (app, driver) = client_app(param);
-    let ns = text(get(param, "ns")).or_else(|| text(get(param, "db")));
+    let (app, driver) = client_app(client_metadata);
+    let ns = text(ns).or_else(|| text(p_db));
 
     rows.timestamp(Col::ts, ts);
     rows.str(Col::atype, atype.as_deref());
@@ -415,7 +428,7 @@ fn append_mongo(
     rows.str(Col::user_db, user_db.as_deref());
     rows.str_list_joined(Col::users, qualified_names(f.users, "user"));
     rows.str_list_joined(Col::roles, qualified_names(f.roles, "role"));
-    rows.str(Col::mechanism, text(get(param, "mechanism")).as_deref());
+    rows.str(Col::mechanism, text(mechanism).as_deref());
     set_endpoints(rows, &remote, &local);
     rows.bool(
         Col::is_system_user,
@@ -427,7 +440,7 @@ fn append_mongo(
         connection_uuid(f.uuid, &mut uuid_text).as_deref(),
     );
     rows.str(Col::ns, ns.as_deref());
-    rows.str(Col::command, text(get(param, "command")).as_deref());
+    rows.str(Col::command, text(command).as_deref());
     let param_in_line = match (line, f.param_place, param.and_then(|p| p.as_object())) {
         (Some(line), Some((key_end, next_key)), Some(_)) => {
             ParamInLine::locate(line, key_end, next_key)
@@ -471,7 +484,8 @@ fn append_ocsf(rows: &mut TableBuilder, m: Value<'_, '_>, scratch: &mut Vec<u8>)
     let local = endpoint(path(m, &["dst_endpoint"]));
     let unmapped = path(m, &["unmapped"]);
     let param = get(unmapped, "param").or_else(|| path(m, &["api", "request", "data"]));
-    let (app, driver) = client_app(param);
+    let [_, _, _, ns, command, client_metadata] = fields(param, PARAM_FIELDS);
+    let (app, driver) = client_app(client_metadata);
     let result = integer(get(unmapped, "result"))
         .or_else(|| integer(path(m, &["status_code"])))
         .and_then(|r| i32::try_from(r).ok());
@@ -489,8 +503,8 @@ fn append_ocsf(rows: &mut TableBuilder, m: Value<'_, '_>, scratch: &mut Vec<u8>)
     rows.str_list_joined(Col::roles, roles);
     rows.str(Col::mechanism, text(path(m, &["auth_protocol"])).as_deref());
     set_endpoints(rows, &remote, &local);
-    rows.str(Col::ns, text(get(param, "ns")).as_deref());
-    rows.str(Col::command, text(get(param, "command")).as_deref());
+    rows.str(Col::ns, text(ns).as_deref());
+    rows.str(Col::command, text(command).as_deref());
     if write_json(param, scratch) {
         rows.str(Col::param, utf8(scratch));
     }

@@ -17,6 +17,7 @@ use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 
 use auditlake_query::LakeRoot;
@@ -56,6 +57,21 @@ const JSON_TEXT_COLUMNS: [&str; 10] = [
     "param",
     "raw",
     "decode_note",
+];
+
+/// Columns of random identifiers and of text as written beside a typed column: a page's min and
+/// max span nearly every value, so their statistics would cost a comparison of every value and
+/// prune nothing (identifiers are found through bloom filters; addresses through the typed
+/// `*_ip` columns).
+const UNORDERED_COLUMNS: [&str; 8] = [
+    "event_id",
+    "request_id",
+    "shared_event_id",
+    "conn_uuid",
+    "users",
+    "roles",
+    "remote_ip_text",
+    "local_ip_text",
 ];
 
 /// Event time columns: rows come in (nearly) time order, so the differences between neighbours
@@ -795,6 +811,19 @@ fn one_partition(times: &TimestampMicrosecondArray, fallback_micros: i64) -> boo
     }
 }
 
+/// The Parquet path of the values of column `name`: the column itself, or a list's items.
+fn leaf_path(schema: &Schema, name: &str) -> Option<ColumnPath> {
+    let (_, field) = schema.column_with_name(name)?;
+    Some(match field.data_type() {
+        DataType::List(item) => ColumnPath::new(vec![
+            name.to_owned(),
+            "list".to_owned(),
+            item.name().clone(),
+        ]),
+        _ => ColumnPath::from(name),
+    })
+}
+
 fn properties(schema: &Schema) -> WriterProperties {
     // A file holds several objects' rows, each in its own order: no sorting columns are
     // declared; page statistics still bound each page's times.
@@ -828,9 +857,9 @@ fn properties(schema: &Schema) -> WriterProperties {
                 .set_column_compression(column.into(), Compression::UNCOMPRESSED);
         }
     }
-    for column in JSON_TEXT_COLUMNS {
-        if schema.column_with_name(column).is_some() {
-            builder = builder.set_column_statistics_enabled(column.into(), EnabledStatistics::None);
+    for column in JSON_TEXT_COLUMNS.iter().chain(&UNORDERED_COLUMNS) {
+        if let Some(path) = leaf_path(schema, column) {
+            builder = builder.set_column_statistics_enabled(path, EnabledStatistics::None);
         }
     }
     // Point look-ups by id otherwise scan every row group.
@@ -1077,6 +1106,38 @@ mod tests {
             &schema::timestamp_type(),
             "the file carries the Arrow schema (time zone UTC)"
         );
+    }
+
+    #[test]
+    fn unordered_and_json_text_columns_have_no_statistics_and_the_others_page_statistics() {
+        for table in [schema::CLOUDTRAIL, schema::MONGODB_AUDIT] {
+            let arrow_schema = schema::file_schema(table).expect("schema");
+            let props = properties(&arrow_schema);
+            let parquet_schema = parquet::arrow::ArrowSchemaConverter::new()
+                .convert(&arrow_schema)
+                .expect("parquet schema");
+            let mut without = Vec::new();
+            for leaf in parquet_schema.columns() {
+                let root = leaf.path().parts()[0].as_str();
+                let expected =
+                    if UNORDERED_COLUMNS.contains(&root) || JSON_TEXT_COLUMNS.contains(&root) {
+                        without.push(root.to_owned());
+                        EnabledStatistics::None
+                    } else {
+                        EnabledStatistics::Page
+                    };
+                assert_eq!(
+                    props.statistics_enabled(leaf.path()),
+                    expected,
+                    "{}",
+                    leaf.path()
+                );
+            }
+            assert!(without.len() >= 5, "{table}: {without:?}");
+        }
+        let audit = schema::file_schema(schema::MONGODB_AUDIT).expect("schema");
+        let users = leaf_path(&audit, "users").expect("users");
+        assert_eq!(users.parts().len(), 3, "a list's items: {users}");
     }
 
     #[test]
