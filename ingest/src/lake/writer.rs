@@ -59,14 +59,18 @@ const JSON_TEXT_COLUMNS: [&str; 10] = [
     "decode_note",
 ];
 
-/// Columns of random identifiers and of text as written beside a typed column: a page's min and
-/// max span nearly every value, so their statistics would cost a comparison of every value and
-/// prune nothing (identifiers are found through bloom filters; addresses through the typed
-/// `*_ip` columns).
-const UNORDERED_COLUMNS: [&str; 8] = [
+/// Columns of random identifiers, free text, and text as written beside a typed column: a
+/// page's min and max span nearly every value, so their statistics would cost a comparison of
+/// every value and prune nothing (event and connection ids are found through bloom filters,
+/// addresses through the typed `*_ip` columns).
+const UNORDERED_COLUMNS: [&str; 12] = [
     "event_id",
     "request_id",
     "shared_event_id",
+    "user_principal_id",
+    "user_access_key_id",
+    "assumed_access_key_id",
+    "user_agent",
     "conn_uuid",
     "users",
     "roles",
