@@ -212,7 +212,7 @@ impl TableBuilder {
             columns.len() <= 64,
             "a table has at most 64 columns (one bit each per row)"
         );
-        let all_columns = u64::MAX >> (64 - columns.len());
+        let all_columns = u64::MAX.checked_shr(64 - columns.len() as u32).unwrap_or(0);
         TableBuilder {
             table,
             schema,

@@ -63,9 +63,8 @@ pub fn builder(ctx: &ObjectContext<'_>) -> TableBuilder {
     let schema = schema::file_schema(schema::MONGODB_AUDIT).expect("mongodb_audit schema");
     let mut rows = TableBuilder::new(schema::MONGODB_AUDIT, schema, Col::NAMES);
     let atlas = ctx.atlas.as_ref();
-    let project = atlas.and_then(|a| a.project.as_deref());
-    rows.same_in_every_row(Col::project, SameInEveryRow::Text(project));
     for (col, text) in [
+        (Col::project, atlas.and_then(|a| a.project.as_deref())),
         (Col::cluster, atlas.map(|a| a.cluster.as_str())),
         (Col::hostname, atlas.map(|a| a.hostname.as_str())),
         (Col::log_type, atlas.map(|a| a.log_type.as_str())),
