@@ -319,32 +319,40 @@ impl Ledger {
     /// Groups whose files were being published when the process stopped, never committed: their
     /// files, which no object owns and which are to be deleted.
     pub fn unfinished_publishes(&self) -> Result<Vec<UnfinishedPublish>, LedgerError> {
-        let action = "listing unfinished publishes";
-        let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
-        let table = tx
-            .open_table(PUBLISHING)
-            .map_err(|e| store(action)(e.into()))?;
-        let mut out = Vec::new();
-        for item in table.iter().map_err(|e| store(action)(e.into()))? {
-            let (stem, note) = item.map_err(|e| store(action)(e.into()))?;
-            let stem = stem.value().to_owned();
+        self.read_all(PUBLISHING, "listing unfinished publishes", |stem, note| {
             // Notes of earlier versions are the bare list of paths.
-            let note = serde_json::from_slice::<PublishNote>(note.value())
+            let note = serde_json::from_slice::<PublishNote>(note)
                 .or_else(|_| {
-                    serde_json::from_slice(note.value()).map(|paths| PublishNote {
+                    serde_json::from_slice(note).map(|paths| PublishNote {
                         paths,
                         noted_at_micros: None,
                     })
                 })
                 .map_err(|source| LedgerError::Corrupt {
-                    uri: stem.clone(),
+                    uri: stem.to_owned(),
                     source,
                 })?;
-            out.push(UnfinishedPublish {
-                stem,
+            Ok(UnfinishedPublish {
+                stem: stem.to_owned(),
                 paths: note.paths,
                 noted_at_micros: note.noted_at_micros,
-            });
+            })
+        })
+    }
+
+    /// Every entry of a text-keyed `table`, as `read` makes it of the key and the value.
+    fn read_all<T>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        action: &'static str,
+        mut read: impl FnMut(&str, &[u8]) -> Result<T, LedgerError>,
+    ) -> Result<Vec<T>, LedgerError> {
+        let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
+        let table = tx.open_table(table).map_err(|e| store(action)(e.into()))?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| store(action)(e.into()))? {
+            let (key, value) = item.map_err(|e| store(action)(e.into()))?;
+            out.push(read(key.value(), value.value())?);
         }
         Ok(out)
     }
@@ -442,23 +450,13 @@ impl Ledger {
 
     /// Every recorded object, by URI.
     pub fn entries(&self) -> Result<Vec<(String, ObjectEntry)>, LedgerError> {
-        let action = "listing object entries";
-        let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
-        let table = tx
-            .open_table(OBJECTS)
-            .map_err(|e| store(action)(e.into()))?;
-        let mut out = Vec::new();
-        for item in table.iter().map_err(|e| store(action)(e.into()))? {
-            let (key, value) = item.map_err(|e| store(action)(e.into()))?;
-            let uri = key.value().to_owned();
-            let entry =
-                serde_json::from_slice(value.value()).map_err(|source| LedgerError::Corrupt {
-                    uri: uri.clone(),
-                    source,
-                })?;
-            out.push((uri, entry));
-        }
-        Ok(out)
+        self.read_all(OBJECTS, "listing object entries", |uri, value| {
+            let entry = serde_json::from_slice(value).map_err(|source| LedgerError::Corrupt {
+                uri: uri.to_owned(),
+                source,
+            })?;
+            Ok((uri.to_owned(), entry))
+        })
     }
 }
 
