@@ -451,3 +451,70 @@ async fn views_answer_the_audit_questions() {
     }
     service.stop().await;
 }
+
+/// The distinct event ids of a CloudTrail log file.
+fn event_ids(file: &std::path::Path) -> std::collections::HashSet<String> {
+    use std::io::Read as _;
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(file).expect("open"))
+        .read_to_string(&mut json)
+        .expect("gunzip");
+    let log: serde_json::Value = serde_json::from_str(&json).expect("json");
+    log["Records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["eventID"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_ids_are_remembered_for_the_retention_before_the_newest_event() {
+    for (retention, redelivery_lands) in [(None, false), (Some(Duration::from_secs(3600)), true)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
+        let lake = dir.path().join("lake");
+        let config = || {
+            let mut config = config_for(&lake, &data);
+            if let Some(retention) = retention {
+                config.event_id_retention = retention;
+            }
+            config
+        };
+        let first = Running::start(config()).await;
+        first.wait_idle().await;
+        first.stop().await;
+
+        // The day's first log file delivered again under another name, after the rest.
+        let mut logs: Vec<std::path::PathBuf> = walkdir::WalkDir::new(&data)
+            .into_iter()
+            .map(|e| e.expect("walk").into_path())
+            .filter(|p| {
+                let p = p.to_string_lossy();
+                p.contains("/CloudTrail/") && p.ends_with(".json.gz")
+            })
+            .collect();
+        logs.sort();
+        let earliest = &logs[0];
+        // Another delivery's name: the same prefix, another 16-character suffix.
+        let name = earliest.file_name().expect("name").to_string_lossy();
+        let stem = name.strip_suffix(".json.gz").expect("log file name");
+        let again = earliest.with_file_name(format!(
+            "{}AGAIN00000000000.json.gz",
+            &stem[..stem.len() - 16]
+        ));
+        std::fs::copy(earliest, &again).expect("copy");
+        let redelivered = event_ids(&again).len();
+
+        let second = Running::start(config()).await;
+        second.wait_idle().await;
+        let rows = second.scalar("SELECT count(*) FROM cloudtrail").await as usize;
+        second.stop().await;
+        let expected = manifest.cloudtrail_rows + if redelivery_lands { redelivered } else { 0 };
+        assert_eq!(
+            rows, expected,
+            "retention {retention:?}: {redelivered} events redelivered"
+        );
+    }
+}

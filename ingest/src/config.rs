@@ -97,7 +97,7 @@ pub struct SqlConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
-    /// Objects processed at once. Default: the number of cores.
+    /// Objects decoded at once (twice as many are fetched ahead). Default: the number of cores.
     pub concurrency: Option<usize>,
     /// Rows after which a commit group's files are completed and committed. Default 131072:
     /// fewer make smaller files that become queryable sooner.
@@ -115,6 +115,10 @@ pub struct IngestConfig {
     /// Several workers write this lake (e.g. on one SQS queue): decide event-id ownership and
     /// skip objects through the lake itself (see `shared.rs`). Default false.
     pub shared_lake: Option<bool>,
+    /// How long before the newest CloudTrail event the ledger remembers which object holds each
+    /// event id, to drop the events CloudTrail delivers twice. Default `30d`; at least `1h`.
+    #[serde(default, with = "humantime_serde")]
+    pub event_id_retention: Option<Duration>,
 }
 
 /// `[[source]]`
@@ -299,6 +303,8 @@ pub struct Config {
     /// The environment variable the token is read from, for messages.
     pub http_token_env: String,
     pub concurrency: usize,
+    /// How long event-id claims are kept (see [`crate::ledger::Ledger::forget_old_claims`]).
+    pub event_id_retention: Duration,
     /// Rows per commit group (see [`crate::pipeline::Pipeline::with_group_rows`]).
     pub commit_rows: usize,
     /// Several workers share the lake (see [`crate::shared`]).
@@ -344,6 +350,7 @@ impl std::fmt::Debug for Config {
                 &self.http_token.as_ref().map(|_| "<redacted>"),
             )
             .field("concurrency", &self.concurrency)
+            .field("event_id_retention", &self.event_id_retention)
             .field("commit_rows", &self.commit_rows)
             .field("poll_interval", &self.poll_interval)
             .field("settle", &self.settle)
@@ -431,6 +438,12 @@ impl Config {
             Some(n) => n,
             None => crate::pipeline::GROUP_MAX_ROWS,
         };
+        let event_id_retention = i
+            .event_id_retention
+            .unwrap_or(crate::pipeline::EVENT_ID_RETENTION);
+        if event_id_retention < Duration::from_secs(3600) {
+            return Err(invalid("ingest.event_id_retention", "must be at least 1h"));
+        }
         let poll_interval = i.poll_interval.unwrap_or(Duration::from_secs(5));
         if poll_interval.is_zero() {
             return Err(invalid("ingest.poll_interval", "must be more than zero"));
@@ -587,6 +600,7 @@ impl Config {
             http_token,
             http_token_env: token_env.to_owned(),
             concurrency,
+            event_id_retention,
             commit_rows,
             shared_lake: i.shared_lake.unwrap_or(false),
             poll_interval,
@@ -797,6 +811,17 @@ mod tests {
         assert!(err.to_string().starts_with("ingest.concurrency"), "{err}");
         let err = parse("[ingest]\ncommit_rows = 0\n").expect_err("zero");
         assert!(err.to_string().starts_with("ingest.commit_rows"), "{err}");
+        let err = parse("[ingest]\nevent_id_retention = \"30m\"\n").expect_err("short");
+        assert!(
+            err.to_string().starts_with("ingest.event_id_retention"),
+            "{err}"
+        );
+        let retention = |text: &str| parse(text).expect("config").event_id_retention;
+        assert_eq!(retention(""), Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            retention("[ingest]\nevent_id_retention = \"7d\"\n"),
+            Duration::from_secs(7 * 86_400)
+        );
         let err = parse("[http]\nlisten = \"nope\"\n").expect_err("address");
         assert!(err.to_string().starts_with("http.listen"), "{err}");
         let err =

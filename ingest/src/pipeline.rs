@@ -1,8 +1,9 @@
 //! From listed objects to committed lake files.
 //!
 //! For each source scan: list → keep objects the ledger has not recorded in this version →
-//! up to `concurrency` objects at once: classify the key, fetch the bytes, then on a blocking
-//! thread decode and drop CloudTrail events another object already holds → in listing order,
+//! up to twice `concurrency` objects at once: classify the key, fetch the bytes, then (at most
+//! `concurrency` at once) on a blocking thread decode and drop CloudTrail events another object
+//! already holds → in listing order,
 //! append each object's rows to the open commit group ([`Group`]) → a full group completes its
 //! Parquet files (durable on return) and only then commits its objects to the ledger, on a
 //! blocking thread while the next group fills (one commit at a time, in order). An object that
@@ -44,6 +45,13 @@ use crate::source::{LogSource, SourceError, SourceObject};
 /// How long after a publish began its files are deleted at recovery from an object store:
 /// time for a write the stopped process had sent to be applied (or refused) by the store.
 pub const PUBLISH_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long before the newest event the ledger keeps event-id claims, by default (see
+/// [`Ledger::forget_old_claims`]).
+pub const EVENT_ID_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// Time between two clean-ups of old event-id claims.
+const CLAIM_CLEANUP_INTERVAL_MICROS: i64 = 3_600_000_000;
 
 /// Tries before an object is recorded as failed.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -276,8 +284,15 @@ pub struct Pipeline {
     writer: LakeWriter,
     limits: DecodeLimits,
     concurrency: usize,
+    /// Objects decoding at once: `concurrency` permits. Twice as many objects are in flight, so
+    /// that a decoder freed while an earlier object is still decoding (objects are added in
+    /// listing order) finds the next one fetched and starts on it.
+    decoding: Arc<tokio::sync::Semaphore>,
     /// Rows after which a commit group is full.
     group_rows: usize,
+    event_id_retention: std::time::Duration,
+    /// When old event-id claims were last forgotten (microseconds since the epoch; 0: never).
+    claims_cleaned_at: AtomicI64,
     stats: Arc<IngestStats>,
     attempts: Mutex<HashMap<String, u32>>,
     /// URIs of objects being ingested by a call of [`Pipeline::ingest_objects`]; another call
@@ -599,7 +614,10 @@ impl Pipeline {
             writer,
             limits,
             concurrency: concurrency.max(1),
+            decoding: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
             group_rows: GROUP_MAX_ROWS,
+            event_id_retention: EVENT_ID_RETENTION,
+            claims_cleaned_at: AtomicI64::new(0),
             stats: Arc::default(),
             attempts: Mutex::default(),
             in_flight: Mutex::default(),
@@ -613,6 +631,47 @@ impl Pipeline {
     pub fn with_group_rows(mut self, rows: usize) -> Self {
         self.group_rows = rows.max(1);
         self
+    }
+
+    /// Keeps event-id claims for `retention` before the newest event (default
+    /// [`EVENT_ID_RETENTION`]).
+    pub fn with_event_id_retention(mut self, retention: std::time::Duration) -> Self {
+        self.event_id_retention = retention;
+        self
+    }
+
+    /// Forgets the event-id claims older than the retention, at most once an hour (the first
+    /// time at the first ingest). Housekeeping: a failure is logged and tried again an hour
+    /// later, and ingestion goes on.
+    async fn forget_old_claims(&self) {
+        let now = chrono::Utc::now().timestamp_micros();
+        let last = self.claims_cleaned_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < CLAIM_CLEANUP_INTERVAL_MICROS
+            || self
+                .claims_cleaned_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let ledger = self.ledger.clone();
+        let retention = self.event_id_retention;
+        let forgotten =
+            tokio::task::spawn_blocking(move || ledger.forget_old_claims(retention, now)).await;
+        let retention = humantime::format_duration(retention);
+        match forgotten {
+            Ok(Ok(0)) => {}
+            Ok(Ok(claims)) => tracing::info!(
+                claims,
+                %retention,
+                "forgot the event-id claims older than the retention"
+            ),
+            Ok(Err(error)) => {
+                self.stats.count_error("ledger");
+                tracing::warn!(%error, "forgetting old event-id claims failed; trying again in an hour");
+            }
+            Err(error) => tracing::warn!(%error, "forgetting old event-id claims ended abnormally"),
+        }
     }
 
     /// Decides event-id ownership and skips objects through `shared`, for several workers.
@@ -727,8 +786,8 @@ impl Pipeline {
     }
 
     /// Ingests those of `objects` (from `source`) that the ledger has not recorded in their
-    /// listed version, until `stop`: up to `concurrency` objects fetched and decoded at once,
-    /// in listing order, through a bounded channel into commit groups (see [`Group`]).
+    /// listed version, until `stop`: up to twice `concurrency` objects fetched and at most
+    /// `concurrency` decoded at once, in listing order, through a bounded channel into commit groups (see [`Group`]).
     /// `progress` is advanced once per object done.
     pub async fn ingest_objects(
         &self,
@@ -737,6 +796,7 @@ impl Pipeline {
         stop: &CancellationToken,
         progress: Option<&indicatif::ProgressBar>,
     ) -> Result<ScanReport, ScanError> {
+        self.forget_old_claims().await;
         let fresh: Vec<SourceObject> = self
             .ledger
             .unrecorded(objects, |o| (o.uri.as_str(), o.version.as_str()))?
@@ -773,7 +833,7 @@ impl Pipeline {
                     let result = self.prepare(source, &object).await;
                     (object, result)
                 })
-                .buffered(self.concurrency);
+                .buffered(2 * self.concurrency);
             let mut prepared = std::pin::pin!(prepared);
             while let Some((object, result)) = prepared.next().await {
                 match result {
@@ -1134,7 +1194,10 @@ impl Pipeline {
         let limits = self.limits;
         let task_object = object.clone();
         let shared = self.shared.clone();
+        // Closed only if the pipeline is dropped, when nothing waits for the result.
+        let permit = self.decoding.clone().acquire_owned().await.ok();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let now = chrono::Utc::now().timestamp_micros();
             let mut prepared = decode_object(
                 &ledger,

@@ -154,6 +154,7 @@ pub async fn open_pipeline(config: &Config) -> Result<Ingestion, ServiceError> {
     };
     let mut pipeline = Pipeline::new(ledger, writer, config.limits.into(), config.concurrency)
         .with_group_rows(config.commit_rows)
+        .with_event_id_retention(config.event_id_retention)
         .with_detection(detection);
     if config.shared_lake {
         pipeline = pipeline.with_shared(Arc::new(SharedLake::new(&root)?));

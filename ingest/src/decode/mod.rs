@@ -156,7 +156,7 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
 /// A whole single-member stream (what CloudTrail and Atlas write) is inflated in one call by
 /// libdeflate into a buffer of the size its trailer announces; anything else (several members,
 /// a truncated or corrupt stream, a size over the limit) takes the streaming path.
-fn gunzip(bytes: &[u8], limit: usize) -> (Vec<u8>, Option<String>) {
+pub fn gunzip(bytes: &[u8], limit: usize) -> (Vec<u8>, Option<String>) {
     if let Some(content) = gunzip_single_member(bytes, limit) {
         return (content, None);
     }

@@ -366,17 +366,17 @@ impl Write for Sink {
 }
 
 /// One Parquet file being written. Appended rows are held until [`ENCODE_ROWS`] of them are,
-/// then their columns are encoded in parallel (rayon's pool) into the row group in progress:
-/// writing is the serial stage of a commit group, and encoding is most of it, so this keeps it
-/// from holding back the decoders; large steps keep the cost of the hand-off small.
+/// then their columns are encoded in parallel on rayon's pool into the row group in progress
+/// while the caller goes on: writing is the serial stage of a commit group, and encoding is
+/// most of it, so this keeps it from holding back the decoders. One step encodes at a time per
+/// file; the next waits for it. Large steps keep the cost of the hand-off small.
 struct OpenFile {
     relative: String,
     schema: SchemaRef,
     file: SerializedFileWriter<Sink>,
     row_groups: ArrowRowGroupWriterFactory,
-    /// For each field of `schema`, the writers of its Parquet leaf columns for the row group in
-    /// progress (none between row groups).
-    columns: Vec<Vec<ArrowColumnWriter>>,
+    /// The column writers of the row group in progress.
+    columns: RowGroupColumns,
     /// Rows appended and not yet encoded, all bound for the row group in progress.
     held: Vec<RecordBatch>,
     held_rows: usize,
@@ -386,6 +386,24 @@ struct OpenFile {
     /// The group's append count at this file's last append.
     last_append: u64,
 }
+
+/// The column writers of an open file's row group in progress: for each field of its schema,
+/// the writers of the field's Parquet leaf columns.
+enum RowGroupColumns {
+    /// No row of the row group is encoded yet.
+    NotStarted,
+    /// A step is encoding rows with them on rayon's pool; they come back through `encoded`.
+    /// `bytes`: the rows handed over and the pages encoded before, as an estimate of the
+    /// memory held meanwhile.
+    Encoding {
+        encoded: std::sync::mpsc::Receiver<EncodeOutcome>,
+        bytes: usize,
+    },
+}
+
+/// What an encoding step hands back: its column writers, the first error, or its panic.
+type EncodeOutcome =
+    std::thread::Result<Result<Vec<Vec<ArrowColumnWriter>>, parquet::errors::ParquetError>>;
 
 /// Rows an open file holds before encoding them.
 const ENCODE_ROWS: usize = 16 * 1024;
@@ -417,7 +435,7 @@ impl OpenFile {
             schema,
             file,
             row_groups,
-            columns: Vec::new(),
+            columns: RowGroupColumns::NotStarted,
             held: Vec::new(),
             held_rows: 0,
             row_group_rows: 0,
@@ -472,31 +490,63 @@ impl OpenFile {
         Ok(())
     }
 
-    /// Encodes the held rows into the row group in progress, one task per field.
+    /// Starts encoding the held rows into the row group in progress, one task per field, on
+    /// rayon's pool; waits first for the step before, if it is still encoding.
     fn encode_held(&mut self) -> Result<(), WriteError> {
         if self.held.is_empty() {
             return Ok(());
         }
-        if self.columns.is_empty() {
-            self.columns = self.new_column_writers()?;
+        let mut columns = self.take_columns()?;
+        if columns.is_empty() {
+            columns = self.new_column_writers()?;
         }
         let held = std::mem::take(&mut self.held);
         self.held_rows = 0;
-        let fields = self.schema.fields();
-        let encoded = self
-            .columns
-            .par_iter_mut()
-            .enumerate()
-            .try_for_each(|(index, writers)| {
-                for batch in &held {
-                    let leaves = compute_leaves(&fields[index], batch.column(index))?;
-                    for (writer, leaf) in writers.iter_mut().zip(&leaves) {
-                        writer.write(leaf)?;
-                    }
+        let bytes = held
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .chain(columns.iter().flatten().map(ArrowColumnWriter::memory_size))
+            .sum();
+        let fields = self.schema.fields().clone();
+        let (done, encoded) = std::sync::mpsc::sync_channel(1);
+        rayon::spawn(move || {
+            // A panic is handed to the waiting caller, as a panic of a parallel loop would be.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                columns
+                    .par_iter_mut()
+                    .enumerate()
+                    .try_for_each(|(index, writers)| {
+                        for batch in &held {
+                            let leaves = compute_leaves(&fields[index], batch.column(index))?;
+                            for (writer, leaf) in writers.iter_mut().zip(&leaves) {
+                                writer.write(leaf)?;
+                            }
+                        }
+                        Ok(())
+                    })
+            }));
+            // The file may have been dropped (its group abandoned): nobody waits then.
+            let _ = done.send(outcome.map(|result| result.map(|()| columns)));
+        });
+        self.columns = RowGroupColumns::Encoding { encoded, bytes };
+        Ok(())
+    }
+
+    /// The column writers of the row group in progress, once no step is encoding with them;
+    /// empty when the row group has not started.
+    fn take_columns(&mut self) -> Result<Vec<Vec<ArrowColumnWriter>>, WriteError> {
+        match std::mem::replace(&mut self.columns, RowGroupColumns::NotStarted) {
+            RowGroupColumns::NotStarted => Ok(Vec::new()),
+            RowGroupColumns::Encoding { encoded, .. } => match encoded.recv() {
+                Ok(Ok(result)) => result.map_err(self.parquet_err()),
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(std::sync::mpsc::RecvError) => {
+                    Err(self.parquet_err()(parquet::errors::ParquetError::General(
+                        "an encoding step ended without handing back its columns".to_owned(),
+                    )))
                 }
-                Ok(())
-            });
-        encoded.map_err(self.parquet_err())
+            },
+        }
     }
 
     /// The writers of a new row group, grouped by the field their leaf column belongs to.
@@ -520,10 +570,10 @@ impl OpenFile {
     /// and writes it to the file.
     fn flush_row_group(&mut self) -> Result<(), WriteError> {
         self.encode_held()?;
-        if self.columns.is_empty() {
+        let columns = self.take_columns()?;
+        if columns.is_empty() {
             return Ok(());
         }
-        let columns = std::mem::take(&mut self.columns);
         self.row_group_rows = 0;
         let chunks = columns
             .into_par_iter()
@@ -553,12 +603,10 @@ impl OpenFile {
             .iter()
             .map(RecordBatch::get_array_memory_size)
             .sum();
-        let encoded: usize = self
-            .columns
-            .iter()
-            .flatten()
-            .map(ArrowColumnWriter::memory_size)
-            .sum();
+        let encoded = match &self.columns {
+            RowGroupColumns::NotStarted => 0,
+            RowGroupColumns::Encoding { bytes, .. } => *bytes,
+        };
         held + encoded
     }
 }
@@ -1110,6 +1158,37 @@ mod tests {
             &schema::timestamp_type(),
             "the file carries the Arrow schema (time zone UTC)"
         );
+    }
+
+    #[test]
+    fn rows_handed_to_an_encoding_step_count_as_held_and_files_fed_in_turn_keep_their_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = LakeWriter::create(LakeRoot::Local(dir.path().to_path_buf())).expect("writer");
+        let mut group = writer.open_group("g".into());
+        // Two hours' files fed in turn, each with several encoding steps under way at times.
+        let mut expected: [Vec<String>; 2] = Default::default();
+        for i in 0..12 {
+            let hour = i % 2;
+            let uri = format!("o{i}");
+            let batch = rows(&uri, &vec![hour as i64; ENCODE_ROWS]);
+            group.append(schema::REJECTED, &batch, 0).expect("append");
+            // The rows just went to an encoding step, which may still be running.
+            assert!(
+                group.buffered_bytes() >= batch.get_array_memory_size(),
+                "rows being encoded are held in memory"
+            );
+            expected[hour].extend(std::iter::repeat_n(uri, ENCODE_ROWS));
+        }
+        group.finish().expect("finish").publish().expect("publish");
+        let files = parquet_files(dir.path());
+        assert_eq!(files.len(), 2, "{files:?}");
+        for (hour, uris) in expected.iter().enumerate() {
+            let file = files
+                .iter()
+                .find(|f| f.contains(&format!("hour={hour:02}/")))
+                .expect("the hour's file");
+            assert_eq!(&read_uris(dir.path(), file), uris, "{file}");
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub(super) type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 /// 10⁻¹⁴ for a million).
 pub type ClaimKey = u128;
 
+const HOUR_MICROS: i64 = 3_600_000_000;
+
 /// Bits of a [`ClaimKey`] below its hour.
 const DIGEST_BITS: u32 = 96;
 /// Bytes of one digest in a run.
@@ -61,19 +63,22 @@ impl<'a> Claim<'a> {
     /// The claim of event `id` whose time is `event_micros` (microseconds since the Unix epoch).
     pub fn new(event_micros: Option<i64>, id: &'a str) -> Self {
         Claim {
-            key: claim_key(event_micros.map(|m| m.div_euclid(3_600_000_000)), id),
+            key: claim_key(event_micros.map(|m| m.div_euclid(HOUR_MICROS)), id),
             id,
         }
     }
 }
 
+/// The hour part of claim keys for events in `hour` (hours since the epoch); 0 is kept for
+/// events without a time. Hours far from the present are clamped; they only share a run with
+/// their neighbours.
+fn hour_bucket(hour: i64) -> u32 {
+    (hour.saturating_add(1 << 31)).clamp(1, i64::from(u32::MAX)) as u32
+}
+
 /// The [`ClaimKey`] of event `id` in hour `hour` (hours since the epoch; `None` when untimed).
 fn claim_key(hour: Option<i64>, id: &str) -> ClaimKey {
-    let bucket = match hour {
-        // Hours far from the present are clamped; they only share a run with their neighbours.
-        Some(hour) => (hour + (1 << 31)).clamp(1, i64::from(u32::MAX)) as u128,
-        None => 0,
-    };
+    let bucket = u128::from(hour.map_or(0, hour_bucket));
     // Two seeded 64-bit XXH64 digests make the 96 bits.
     let high = twox_hash::XxHash64::oneshot(0, id.as_bytes()) as u128;
     let low = twox_hash::XxHash64::oneshot(1, id.as_bytes()) as u128 & 0xffff_ffff;
@@ -140,6 +145,29 @@ pub(super) fn write_runs(
         runs.insert((hour, owner), bytes.as_slice())?;
     }
     Ok(())
+}
+
+/// Removes the runs of the hours more than `hours` before the newest hour with a run (taken
+/// as no later than the hour holding `latest_micros`); events without a time keep theirs.
+/// Returns the first hour kept (as in claim keys) and how many claims were removed.
+pub(super) fn remove_runs_before(
+    tx: &WriteTransaction,
+    hours: u32,
+    latest_micros: i64,
+) -> Result<(u32, u64), redb::Error> {
+    let mut runs = tx.open_table(CLAIM_RUNS)?;
+    let latest = hour_bucket(latest_micros.div_euclid(HOUR_MICROS));
+    let newest = match runs.last()? {
+        Some((key, _)) => key.value().0.min(latest),
+        None => return Ok((1, 0)),
+    };
+    let first_kept = newest.saturating_sub(hours).max(1);
+    let mut removed = 0;
+    runs.retain_in((1, 0)..(first_kept, 0), |_, digests| {
+        removed += (digests.len() / DIGEST_BYTES) as u64;
+        false
+    })?;
+    Ok((first_kept, removed))
 }
 
 /// Moves the claims of a ledger written before runs (with text keys, or one entry per event)
@@ -248,6 +276,20 @@ impl ClaimCache {
             }
         }
         self.evict();
+    }
+
+    /// Drops the committed claims in memory of the hours before `first_kept` (as in claim
+    /// keys; see [`remove_runs_before`]).
+    pub(super) fn forget_before(&mut self, first_kept: u32) {
+        let mut dropped = 0;
+        self.hours.retain(|hour, loaded| {
+            let keep = *hour == 0 || *hour >= first_kept;
+            if !keep {
+                dropped += loaded.owners.len();
+            }
+            keep
+        });
+        self.loaded -= dropped;
     }
 
     /// Drops the least recently used hours beyond the budget, keeping the last one used.

@@ -407,6 +407,32 @@ impl Ledger {
         Ok(())
     }
 
+    /// Forgets which object holds each CloudTrail event more than `retention` older than the
+    /// newest event claimed (taken as no later than a day after `now_micros`, so that one event
+    /// with a time far ahead cannot make every other look old); events without a time stay
+    /// claimed. CloudTrail delivers an event again within minutes or hours, not weeks, so older
+    /// claims would only grow the ledger with every event ever ingested. An event older than
+    /// that is then checked only against the objects in flight. Measured from the events'
+    /// times, not the clock, so that a backfill of old logs keeps its claims while it runs.
+    /// Returns the claims forgotten.
+    pub fn forget_old_claims(
+        &self,
+        retention: std::time::Duration,
+        now_micros: i64,
+    ) -> Result<u64, LedgerError> {
+        let action = "forgetting old event claims";
+        let hours = u32::try_from(retention.as_secs() / 3600).unwrap_or(u32::MAX);
+        let latest = now_micros.saturating_add(24 * 3_600_000_000);
+        // Locked throughout, so that no hour is read back into memory half forgotten.
+        let mut cache = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = self.db.begin_write().map_err(|e| store(action)(e.into()))?;
+        let (first_kept, removed) =
+            claims::remove_runs_before(&tx, hours, latest).map_err(store(action))?;
+        tx.commit().map_err(|e| store(action)(e.into()))?;
+        cache.forget_before(first_kept);
+        Ok(removed)
+    }
+
     /// The entry recorded for `uri`, if any.
     pub fn entry(&self, uri: &str) -> Result<Option<ObjectEntry>, LedgerError> {
         let action = "reading an object entry";
@@ -543,6 +569,64 @@ mod tests {
                 .claim_event_ids("b", &[Some(Claim::new(Some(0), "e1"))])
                 .expect("claim"),
             [true]
+        );
+    }
+
+    #[test]
+    fn claims_older_than_the_retention_before_the_newest_event_are_forgotten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = Ledger::open(&dir.path().join("ledger.redb")).expect("open");
+        let hour = 493_000 * HOUR_MICROS;
+        let day = std::time::Duration::from_secs(86_400);
+        let old = Claim::new(Some(hour - 30 * HOUR_MICROS), "old");
+        let last = Claim::new(Some(hour - 24 * HOUR_MICROS - 1), "last-before");
+        let kept = Claim::new(Some(hour - 24 * HOUR_MICROS), "kept");
+        let newest = Claim::new(Some(hour + 5), "newest");
+        let untimed = Claim::new(None, "untimed");
+        let all = [
+            Some(old),
+            Some(last),
+            Some(kept),
+            Some(newest),
+            Some(untimed),
+        ];
+        assert_eq!(ledger.claim_event_ids("a", &all).expect("claim"), [true; 5]);
+        let keys: Vec<ClaimKey> = all.iter().flatten().map(|c| c.key).collect();
+        ledger.commit("a", &entry("v1"), &keys).expect("commit");
+        // Every hour read into memory, to be forgotten there too.
+        assert_eq!(
+            ledger.claim_event_ids("b", &all).expect("claim"),
+            [false; 5]
+        );
+
+        // With the clock two days behind the newest event, that event counts as a day after
+        // the clock: nothing is a day older than that.
+        let now = hour;
+        let two_days_before = now - 2 * day.as_micros() as i64;
+        assert_eq!(
+            ledger
+                .forget_old_claims(day, two_days_before)
+                .expect("forget"),
+            0
+        );
+        assert_eq!(ledger.forget_old_claims(day, now).expect("forget"), 2);
+        assert_eq!(claims_in_runs(&ledger), 3);
+        assert_eq!(ledger.forget_old_claims(day, now).expect("forget"), 0);
+        let held = [Some(kept), Some(newest), Some(untimed)];
+        let mut ledger = ledger;
+        for round in 0..2 {
+            assert_eq!(
+                ledger.claim_event_ids("c", &held).expect("claim"),
+                [false; 3],
+                "round {round}: still held by a"
+            );
+            drop(ledger);
+            ledger = Ledger::open(&dir.path().join("ledger.redb")).expect("reopen");
+        }
+        assert_eq!(
+            ledger.claim_event_ids("b", &all).expect("claim"),
+            [true, true, false, false, false],
+            "the events a day older than the newest are no longer held by a"
         );
     }
 
