@@ -3,12 +3,12 @@
 //! For each source scan: list → keep objects the ledger has not recorded in this version →
 //! up to twice `concurrency` objects at once: classify the key, fetch the bytes, then (at most
 //! `concurrency` at once) on a blocking thread decode and drop CloudTrail events another object
-//! already holds → in listing order,
-//! append each object's rows to the open commit group ([`Group`]) → a full group completes its
-//! Parquet files (durable on return) and only then commits its objects to the ledger, on a
-//! blocking thread while the next group fills (one commit at a time, in order). An object that
-//! fails is retried on later scans, and recorded as failed after [`MAX_ATTEMPTS`] tries so that
-//! one bad object cannot stall the others.
+//! already holds → in listing order, append each object's rows to the open commit group
+//! ([`Group`]) → a full group completes its Parquet files (durable on return) and only then
+//! commits its objects to the ledger, on a blocking thread while the next group fills (one
+//! commit at a time, in order). An object that fails is retried on later scans, and recorded as
+//! failed after [`MAX_ATTEMPTS`] tries so that one bad object cannot stall the others. Once an
+//! hour, the ledger forgets the event-id claims older than the retention.
 
 use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
