@@ -3,6 +3,9 @@
 
 mod common;
 
+#[path = "attack.rs"]
+mod attack;
+
 use std::time::Duration;
 
 use auditlake_query::QueryLimits;
@@ -26,6 +29,7 @@ impl Api {
             max_result_rows: 1_000,
             max_result_bytes: 8 << 20,
             max_concurrent: 4,
+            ..QueryLimits::default()
         };
         let service = Running::start(config).await;
         let api = Api { service, _dir: dir };
@@ -216,4 +220,253 @@ async fn abusive_requests_get_clear_errors_and_leave_the_server_healthy() {
 
     api.assert_healthy().await;
     api.service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_only_loopback_names_are_served_and_large_results_stream_within_the_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut config, _) = common::service::sample_config(dir.path(), TOKEN);
+    config.http_token = None;
+    config.query_limits = QueryLimits {
+        max_result_bytes: 3 << 20,
+        ..QueryLimits::default()
+    };
+    config.connections.header_timeout = Duration::from_secs(1);
+    let service = Running::start(config).await;
+    service.wait_idle().await;
+    let port = service.base.rsplit(':').next().expect("port").to_owned();
+
+    // A kept-alive connection that asks nothing more is closed after the header timeout.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = service.base.trim_start_matches("http://").to_owned();
+        let mut socket = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        socket
+            .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await
+            .expect("request");
+        let mut buf = vec![0u8; 4096];
+        let n = socket.read(&mut buf).await.expect("response");
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        let started = std::time::Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "an idle kept-alive connection is closed");
+        assert!(started.elapsed() >= Duration::from_millis(900));
+    }
+    let client = reqwest::Client::new();
+    let post = |host: String, origin: Option<&'static str>| {
+        let mut request = client
+            .post(format!("{}/v1/sql", service.base))
+            .header("Host", host)
+            .body("SELECT 1 AS one");
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        request.send()
+    };
+    // DNS rebinding: a page of another site whose name resolves to 127.0.0.1 reads nothing.
+    for (host, origin) in [
+        (format!("attacker.example:{port}"), None),
+        (format!("127.0.0.1.nip.example:{port}"), None),
+        (format!("127.0.0.1:{port}"), Some("http://attacker.example")),
+    ] {
+        let response = post(host.clone(), origin).await.expect("request");
+        assert_eq!(response.status().as_u16(), 403, "{host} {origin:?}");
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(body["kind"], "forbidden_host");
+    }
+    for (host, origin) in [
+        (format!("127.0.0.1:{port}"), None),
+        (format!("localhost:{port}"), Some("http://localhost:7080")),
+        (format!("[::1]:{port}"), None),
+    ] {
+        let response = post(host.clone(), origin).await.expect("request");
+        assert_eq!(response.status().as_u16(), 200, "{host} {origin:?}");
+    }
+
+    // Past the first MiB a result streams: whole when it ends under the cap, cut (never
+    // ended as if whole) when it passes it.
+    let sql = |rows: usize| format!("SELECT repeat('x', 1000) AS s FROM range({rows})");
+    let response = client
+        .post(format!("{}/v1/sql?format=ndjson", service.base))
+        .body(sql(2000))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+    let body = response.bytes().await.expect("a whole body");
+    assert_eq!(
+        body.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        2000
+    );
+    let response = client
+        .post(format!("{}/v1/sql?format=ndjson", service.base))
+        .body(sql(10_000))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "the status went out with the first MiB"
+    );
+    assert!(
+        response.bytes().await.is_err(),
+        "a result past the cap is cut off"
+    );
+    let (status, _) = (
+        post(format!("127.0.0.1:{port}"), None)
+            .await
+            .expect("request")
+            .status()
+            .as_u16(),
+        (),
+    );
+    assert_eq!(status, 200, "the server is healthy");
+    service.stop().await;
+}
+
+/// A self-signed certificate and key for `localhost` and 127.0.0.1, made with `openssl`.
+fn self_signed(dir: &std::path::Path) -> Option<auditlake_query::listen::TlsFiles> {
+    let (certificate, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&certificate)
+        .output();
+    match made {
+        Ok(o) if o.status.success() => Some(auditlake_query::listen::TlsFiles { certificate, key }),
+        other => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "openssl cannot make a certificate: {other:?}"
+            );
+            eprintln!("skipped: openssl cannot make a certificate");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_both_servers_speak_tls_and_idle_connections_are_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(tls) = self_signed(dir.path()) else {
+        return;
+    };
+    let (mut config, manifest) = common::service::sample_config(dir.path(), TOKEN);
+    config.tls = Some(tls);
+    config.pg_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.connections.header_timeout = Duration::from_secs(1);
+    let service = Running::start(config).await;
+    let https = service.base.replace("http://", "https://");
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client");
+    let mut answered = None;
+    for _ in 0..600 {
+        let status: Value = client
+            .get(format!("{https}/v1/status"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("HTTPS")
+            .json()
+            .await
+            .expect("JSON");
+        if status["idle"] == Value::Bool(true) {
+            answered = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answered.is_some(), "served over HTTPS");
+    // Plain HTTP on the TLS port gets no answer.
+    assert!(
+        reqwest::Client::new()
+            .get(format!("{}/healthz", service.base))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .is_err()
+    );
+
+    let port = service.pg.expect("pg").port();
+    let psql = |sslmode: &'static str| {
+        std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "auditor",
+                "-d",
+                "auditlake",
+            ])
+            .args(["-X", "-A", "-t", "-c", "SELECT count(*) FROM cloudtrail"])
+            .env("PGPASSWORD", TOKEN)
+            .env("PGSSLMODE", sslmode)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+    };
+    match psql("require") {
+        Ok(output) => {
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&output.stdout).trim(),
+                manifest.cloudtrail_rows.to_string()
+            );
+        }
+        Err(e) => assert!(std::env::var("CI").is_err(), "psql cannot run: {e}"),
+    }
+
+    // A connection that never starts its TLS handshake is closed after the header timeout.
+    let addr: std::net::SocketAddr = service
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        use tokio::io::AsyncReadExt;
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a connection without a handshake is closed");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    service.stop().await;
 }

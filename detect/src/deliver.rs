@@ -333,13 +333,41 @@ impl Deliverer {
             .body(payload)
             .send()
             .await
-            .map_err(|e| format!("no answer: {e}"))?;
+            .map_err(|e| redacted(&format!("no answer: {}", without_url(e)), &sink.url))?;
         if response.status().is_success() {
             Ok(())
         } else {
             Err(format!("answered {}", response.status()))
         }
     }
+}
+
+/// An HTTP client error as text without the URL it was sent to (a webhook's URL is its secret,
+/// for Slack the whole of it), its causes included.
+fn without_url(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
+/// `text` with the URL, and each of its path and query, replaced: whatever a library wrote into
+/// an error, no part of a webhook's secret reaches a table or a log.
+fn redacted(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, "<webhook URL>");
+    if let Ok(parsed) = reqwest::Url::parse(url) {
+        for secret in [parsed.path(), parsed.query().unwrap_or_default()] {
+            if secret.len() > 1 {
+                out = out.replace(secret, "<redacted>");
+            }
+        }
+    }
+    out
 }
 
 /// Rows for the `alert_deliveries` table.
@@ -372,5 +400,32 @@ mod tests {
                 .min(LONGEST_RETRY);
             assert!(d >= cap / 2 && d < cap, "{attempts}: {d:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_failed_post_says_why_without_any_part_of_the_url() {
+        // A port nothing listens on: the connection is refused.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let url = format!("http://127.0.0.1:{port}/services/T000/B000/XXsecretXX?token=qq77");
+        let error = reqwest::Client::new()
+            .post(&url)
+            .send()
+            .await
+            .expect_err("nothing listens");
+        let text = redacted(&without_url(error), &url);
+        assert!(
+            !text.contains("XXsecretXX") && !text.contains("qq77"),
+            "{text}"
+        );
+        assert!(text.contains("connect"), "the cause is kept: {text}");
+        assert_eq!(
+            redacted(
+                &format!("failed for {url} at /services/T000/B000/XXsecretXX"),
+                &url
+            ),
+            "failed for <webhook URL> at <redacted>"
+        );
     }
 }

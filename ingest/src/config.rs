@@ -17,6 +17,7 @@ use auditlake_detect::config::DetectConfig;
 use auditlake_detect::deliver::{AlertsConfig, Webhook};
 
 use auditlake_query::QueryLimits;
+use auditlake_query::listen::{ConnectionLimits, TlsFiles};
 
 use crate::aws::AwsSettings;
 use crate::decode::DecodeLimits;
@@ -74,6 +75,19 @@ pub struct HttpConfig {
     /// Address of the Postgres wire protocol server (off unless set). The bearer token is its
     /// password.
     pub pg_listen: Option<String>,
+    /// PEM certificate chain: with `tls_key`, both servers speak TLS (use it beyond loopback).
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key of `tls_certificate`.
+    pub tls_key: Option<PathBuf>,
+    /// Connections open at once, per server. Default 256.
+    pub max_connections: Option<usize>,
+    /// Time for a TLS handshake and for each request's headers (HTTP), or for the login
+    /// (Postgres). Default `10s`.
+    #[serde(default, with = "humantime_serde")]
+    pub header_timeout: Option<Duration>,
+    /// Time a connection may stay open with nothing asked. Default `5m`.
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
 }
 
 /// `[sql]`
@@ -91,6 +105,13 @@ pub struct SqlConfig {
     pub max_result_bytes: Option<usize>,
     /// Queries running at once. Default 8.
     pub max_concurrent: Option<usize>,
+    /// Bytes all queries together may spill to the temporary folder. Default 4 GiB.
+    pub max_spill_bytes: Option<u64>,
+    /// Bytes one call of `repeat`, `range`, `lpad`, `array_repeat`, `concat`, … may produce.
+    /// Default 64 MiB.
+    pub max_function_bytes: Option<usize>,
+    /// Bytes of one statement (HTTP body, Postgres message). Default 1 MiB.
+    pub max_statement_bytes: Option<usize>,
 }
 
 /// `[ingest]`
@@ -315,6 +336,10 @@ pub struct Config {
     pub sources: Vec<SourceSpec>,
     /// Limits on each SQL query.
     pub query_limits: QueryLimits,
+    /// Limits on the connections of the HTTP and Postgres servers.
+    pub connections: ConnectionLimits,
+    /// Certificate and key when the servers speak TLS.
+    pub tls: Option<TlsFiles>,
     /// Detection rules (validated: [`DetectConfig::build`] succeeds).
     pub detect: Arc<DetectConfig>,
     /// Webhooks, with URLs and secrets resolved from the environment.
@@ -411,7 +436,7 @@ impl Config {
         })?;
         let token_env = file.http.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV);
         let http_token = env(token_env).filter(|t| !t.is_empty());
-        check_token(http_listen, http_token.as_deref(), token_env)?;
+        check_token("http.listen", http_listen, http_token.as_deref(), token_env)?;
         let pg_listen = match file.http.pg_listen.as_deref() {
             None => None,
             Some(text) => {
@@ -421,11 +446,12 @@ impl Config {
                         format!("{text:?} is not an address like 127.0.0.1:7432: {e}"),
                     )
                 })?;
-                check_token(addr, http_token.as_deref(), token_env)
-                    .map_err(|_| invalid("http.pg_listen", format!("{addr} is reachable beyond loopback: set a token in the environment variable {token_env}")))?;
+                check_token("http.pg_listen", addr, http_token.as_deref(), token_env)?;
                 Some(addr)
             }
         };
+
+        let (connections, tls) = file.http.connections()?;
 
         let i = std::mem::take(&mut file.ingest);
         let concurrency = match i.concurrency {
@@ -608,6 +634,8 @@ impl Config {
             limits,
             sources,
             query_limits,
+            connections,
+            tls,
             detect: Arc::new(file.detect),
             webhooks,
             give_up_after,
@@ -617,15 +645,76 @@ impl Config {
     /// Replaces the HTTP address (from `--http`), checking the token rule again.
     /// Enables the Postgres protocol on `listen` (from `--pg`), checking the token rule.
     pub fn with_pg_listen(mut self, listen: SocketAddr) -> Result<Self, ConfigError> {
-        check_token(listen, self.http_token.as_deref(), &self.http_token_env)?;
+        check_token(
+            "http.pg_listen",
+            listen,
+            self.http_token.as_deref(),
+            &self.http_token_env,
+        )?;
         self.pg_listen = Some(listen);
         Ok(self)
     }
 
     pub fn with_http_listen(mut self, listen: SocketAddr) -> Result<Self, ConfigError> {
-        check_token(listen, self.http_token.as_deref(), &self.http_token_env)?;
+        check_token(
+            "http.listen",
+            listen,
+            self.http_token.as_deref(),
+            &self.http_token_env,
+        )?;
         self.http_listen = listen;
         Ok(self)
+    }
+}
+
+impl HttpConfig {
+    /// The connection limits and TLS files, checked (the files are read once here).
+    fn connections(&self) -> Result<(ConnectionLimits, Option<TlsFiles>), ConfigError> {
+        let d = ConnectionLimits::default();
+        let limits = ConnectionLimits {
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            header_timeout: self.header_timeout.unwrap_or(d.header_timeout),
+            idle_timeout: self.idle_timeout.unwrap_or(d.idle_timeout),
+        };
+        if limits.max_connections == 0 {
+            return Err(invalid("http.max_connections", "must be at least 1"));
+        }
+        if limits.header_timeout.is_zero() {
+            return Err(invalid("http.header_timeout", "must be more than zero"));
+        }
+        if limits.idle_timeout.is_zero() {
+            return Err(invalid("http.idle_timeout", "must be more than zero"));
+        }
+        let tls = match (&self.tls_certificate, &self.tls_key) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "http.tls_key",
+                    "is needed with http.tls_certificate",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "http.tls_certificate",
+                    "is needed with http.tls_key",
+                ));
+            }
+            (Some(certificate), Some(key)) => {
+                let files = TlsFiles {
+                    certificate: certificate.clone(),
+                    key: key.clone(),
+                };
+                files.acceptor(&[]).map_err(|e| {
+                    let field = match e {
+                        auditlake_query::listen::TlsError::Key { .. } => "http.tls_key",
+                        _ => "http.tls_certificate",
+                    };
+                    invalid(field, e.to_string())
+                })?;
+                Some(files)
+            }
+        };
+        Ok((limits, tls))
     }
 }
 
@@ -638,6 +727,9 @@ impl SqlConfig {
             max_result_rows: self.max_result_rows.unwrap_or(d.max_result_rows),
             max_result_bytes: self.max_result_bytes.unwrap_or(d.max_result_bytes),
             max_concurrent: self.max_concurrent.unwrap_or(d.max_concurrent),
+            max_spill_bytes: self.max_spill_bytes.unwrap_or(d.max_spill_bytes),
+            max_function_bytes: self.max_function_bytes.unwrap_or(d.max_function_bytes),
+            max_statement_bytes: self.max_statement_bytes.unwrap_or(d.max_statement_bytes),
         };
         if limits.timeout.is_zero() {
             return Err(invalid("sql.timeout", "must be more than zero"));
@@ -656,6 +748,12 @@ impl SqlConfig {
         }
         if limits.max_concurrent == 0 {
             return Err(invalid("sql.max_concurrent", "must be at least 1"));
+        }
+        if limits.max_function_bytes < 1024 {
+            return Err(invalid("sql.max_function_bytes", "must be at least 1024"));
+        }
+        if limits.max_statement_bytes < 1024 {
+            return Err(invalid("sql.max_statement_bytes", "must be at least 1024"));
         }
         Ok(limits)
     }
@@ -757,13 +855,14 @@ impl S3Location {
 }
 
 fn check_token(
+    field: &str,
     listen: SocketAddr,
     token: Option<&str>,
     token_env: &str,
 ) -> Result<(), ConfigError> {
     if !listen.ip().is_loopback() && token.is_none() {
         return Err(invalid(
-            "http.listen",
+            field,
             format!(
                 "{listen} is reachable beyond loopback: set a bearer token in the environment variable {token_env}"
             ),

@@ -52,14 +52,17 @@ pub enum ServiceError {
     Source(#[from] crate::source::SourceError),
     #[error(transparent)]
     Query(#[from] auditlake_query::QueryError),
-    #[error("binding HTTP listener on {addr}: {source}")]
+    #[error("binding the {server} listener on {addr}: {source}")]
     Bind {
+        server: &'static str,
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
     #[error("HTTP server: {0}")]
     Http(#[source] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] auditlake_query::listen::TlsError),
     #[error(transparent)]
     Detect(auditlake_detect::config::DetectConfigError),
     #[error("reading detector state: {0}")]
@@ -313,16 +316,23 @@ impl Service {
         let listener = TcpListener::bind(config.http_listen)
             .await
             .map_err(|source| ServiceError::Bind {
+                server: "HTTP",
                 addr: config.http_listen,
                 source,
             })?;
         let pg_listener = match config.pg_listen {
             None => None,
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ServiceError::Bind { addr, source })?,
-            ),
+            Some(addr) => {
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| ServiceError::Bind {
+                            server: "Postgres",
+                            addr,
+                            source,
+                        })?,
+                )
+            }
         };
         Ok(Service {
             config,
@@ -381,25 +391,37 @@ impl Service {
         let deliver_stop = CancellationToken::new();
         let deliver = tokio::spawn(deliverer.run(deliver_stop.clone()));
         let http_stop = CancellationToken::new();
+        let (http_tls, pg_tls) = match &self.config.tls {
+            Some(files) => (
+                Some(files.acceptor(&[b"http/1.1"])?),
+                Some(files.acceptor(&[b"postgresql"])?),
+            ),
+            None => (None, None),
+        };
+        let connections = self.config.connections;
         let pg = self.pg_listener.map(|listener| {
-            let (engine, token, stop) = (
-                self.engine.clone(),
-                self.config.http_token.as_deref().map(Arc::from),
-                http_stop.clone(),
-            );
+            let settings = auditlake_query::pg::PgSettings {
+                token: self.config.http_token.as_deref().map(Arc::from),
+                connections,
+                max_statement_bytes: self.config.query_limits.max_statement_bytes,
+                tls: pg_tls,
+            };
+            let (engine, stop) = (self.engine.clone(), http_stop.clone());
             tokio::spawn(async move {
-                auditlake_query::pg::serve(listener, &engine, token, stop).await;
+                auditlake_query::pg::serve(listener, &engine, settings, stop).await;
             })
         });
         let http = {
-            let http_stop = http_stop.clone();
+            let stop = http_stop.clone();
             let app = router(state);
             let listener = self.listener;
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { http_stop.cancelled().await })
-                    .await
-            })
+            tokio::spawn(auditlake_query::listen::serve_http(
+                listener,
+                app,
+                connections,
+                http_tls,
+                stop,
+            ))
         };
         tracing::info!(%addr, lake = %self.config.lake.display(), "auditlake serving");
         shutdown.await;
@@ -420,10 +442,8 @@ impl Service {
         {
             tracing::error!(error = %e, "Postgres server ended abnormally");
         }
-        match http.await {
-            Ok(result) => result.map_err(ServiceError::Http),
-            Err(e) => Err(ServiceError::Http(std::io::Error::other(e))),
-        }
+        http.await
+            .map_err(|e| ServiceError::Http(std::io::Error::other(e)))
     }
 }
 

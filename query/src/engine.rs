@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::error::DataFusionError;
-use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
@@ -15,12 +14,19 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
-use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use serde::Serialize;
 
 use auditlake_schema as schema;
+
+mod execute;
+use datafusion::execution::disk_manager::DiskManagerBuilder;
+use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+use crate::gate;
 
 /// Query failures, split by whose fault they are.
 #[derive(Debug, thiserror::Error)]
@@ -105,11 +111,18 @@ pub struct QueryLimits {
     pub timeout: Duration,
     /// Memory of the pool that sorts, joins and aggregations draw from (all queries together).
     pub memory_bytes: usize,
-    /// Rows and in-memory bytes of one result.
+    /// Rows of one result.
     pub max_result_rows: usize,
+    /// Bytes of one result as encoded for its caller (JSON, CSV, Arrow, Postgres rows).
     pub max_result_bytes: usize,
     /// Queries running at once; more are refused as busy.
     pub max_concurrent: usize,
+    /// Bytes that sorts and joins may spill to the temporary folder, all queries together.
+    pub max_spill_bytes: u64,
+    /// Bytes one call of a function that can outgrow its input (`repeat`, `range`, …) may produce.
+    pub max_function_bytes: usize,
+    /// Bytes of one statement as sent (an HTTP body, a Postgres message).
+    pub max_statement_bytes: usize,
 }
 
 impl Default for QueryLimits {
@@ -120,57 +133,31 @@ impl Default for QueryLimits {
             max_result_rows: 1_000_000,
             max_result_bytes: 256 << 20,
             max_concurrent: 8,
+            max_spill_bytes: 4 << 30,
+            max_function_bytes: 64 << 20,
+            max_statement_bytes: 1 << 20,
         }
     }
 }
 
-/// The statement kinds that run: `SELECT`/`WITH` queries, `EXPLAIN` of them, `SHOW` and
-/// `DESCRIBE`. Everything else (DDL, DML, `COPY`, `SET`, `CREATE EXTERNAL TABLE`, several
-/// statements at once) is refused before planning.
-pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
-    use datafusion::sql::parser::{DFParser, Statement as DfStatement};
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-
-    fn allowed(statement: &DfStatement) -> bool {
-        match statement {
-            DfStatement::Statement(s) => allowed_statement(s),
-            DfStatement::Explain(e) => allowed(&e.statement),
-            _ => false,
-        }
-    }
-
+/// Parses `sql` as one statement that only reads (see [`crate::gate`]).
+pub fn parse_read_only(sql: &str) -> Result<Statement, QueryError> {
     let statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
         .map_err(|e| QueryError::Rejected(e.to_string()))?;
-    match statements.len() {
-        0 => return Err(QueryError::Rejected("empty SQL".into())),
-        1 => {}
-        n => {
-            return Err(QueryError::Rejected(format!(
-                "send one statement per request, not {n}"
-            )));
-        }
+    let statement = gate::single(statements.into_iter().collect()).map_err(rejected)?;
+    match &statement {
+        Statement::Statement(s) => gate::check_statement(s).map_err(rejected)?,
+        Statement::Explain(e) => match e.statement.as_ref() {
+            Statement::Statement(s) => gate::check_statement(s).map_err(rejected)?,
+            _ => return Err(rejected(gate::Refused(gate::READ_ONLY.into()))),
+        },
+        _ => return Err(rejected(gate::Refused(gate::READ_ONLY.into()))),
     }
-    if statements.iter().all(allowed) {
-        Ok(())
-    } else {
-        Err(QueryError::Rejected(
-            "only SELECT, WITH, EXPLAIN, SHOW and DESCRIBE statements run here".into(),
-        ))
-    }
+    Ok(statement)
 }
 
-/// Whether a parsed SQL statement only reads: a query, `EXPLAIN` of one, `SHOW`, `DESCRIBE`.
-pub fn allowed_statement(statement: &datafusion::sql::sqlparser::ast::Statement) -> bool {
-    use datafusion::sql::sqlparser::ast::Statement;
-    match statement {
-        Statement::Query(_)
-        | Statement::ShowTables { .. }
-        | Statement::ShowColumns { .. }
-        | Statement::ShowVariable { .. }
-        | Statement::ExplainTable { .. } => true,
-        Statement::Explain { statement, .. } => allowed_statement(statement),
-        _ => false,
-    }
+fn rejected(refused: gate::Refused) -> QueryError {
+    QueryError::Rejected(refused.0)
 }
 
 /// Where the lake lives: a local folder, or a prefix of an object store (`s3://bucket/prefix/`)
@@ -199,30 +186,6 @@ impl LakeRoot {
             LakeRoot::Store { url, .. } => url.to_string(),
         }
     }
-}
-
-/// Runs of one query when lake files it listed went away before it read them.
-const QUERY_ATTEMPTS: u32 = 3;
-
-/// How one run of a query failed.
-enum Failure {
-    /// A file listed for the query was gone when read: a new version of an object replaced its
-    /// rows, and the file with them. A new run lists the files again.
-    FileVanished(String),
-    Query(QueryError),
-}
-
-/// Whether `error` is a listed lake file that could not be found any more.
-fn vanished_file(error: &DataFusionError) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = cause {
-        if let Some(object_store::Error::NotFound { .. }) = e.downcast_ref::<object_store::Error>()
-        {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
 }
 
 /// A DataFusion session with every lake table registered; see the module documentation.
@@ -273,13 +236,6 @@ impl std::fmt::Debug for QueryEngine {
     }
 }
 
-fn read_only() -> SQLOptions {
-    SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false)
-}
-
 /// `schema` with its text columns read as string views: the Parquet reader then points into
 /// the decoded pages instead of copying every value, and comparisons start from the inlined
 /// prefix (DataFusion's own choice for tables whose schema it infers).
@@ -315,6 +271,9 @@ impl QueryEngine {
         let runtime = RuntimeEnvBuilder::new()
             .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
             .with_memory_limit(limits.memory_bytes, 1.0)
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_max_temp_directory_size(limits.max_spill_bytes),
+            )
             .build_arc()
             .map_err(|e| QueryError::Open {
                 table: String::new(),
@@ -323,6 +282,7 @@ impl QueryEngine {
             })?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_udf(crate::functions::UtcDateTrunc::udf());
+        crate::bounded::install(&ctx, limits.max_function_bytes);
         match root {
             LakeRoot::Store { url, store } => {
                 ctx.register_object_store(url, store.clone());
@@ -423,122 +383,15 @@ impl QueryEngine {
         &self.root
     }
 
-    /// The DataFusion session (for the Postgres protocol server).
-    pub fn session(&self) -> SessionContext {
+    /// The DataFusion session, for the Postgres protocol's session chatter (`SET` of client
+    /// settings, transactions); every query goes through [`QueryEngine::execute_plan`].
+    pub(crate) fn session(&self) -> SessionContext {
         self.ctx.clone()
     }
 
-    /// The limits every [`QueryEngine::query`] runs under.
+    /// The limits every query from outside runs under.
     pub fn limits(&self) -> QueryLimits {
         self.limits
-    }
-
-    /// Runs one statement from outside (HTTP, Postgres clients): read-only statements only (see
-    /// [`check_read_only`]), within the time limit, memory pool and result cap, and only while
-    /// fewer than `max_concurrent` others run.
-    pub async fn query(&self, sql: &str) -> Result<QueryOutput, QueryError> {
-        check_read_only(sql)?;
-        let _slot = self
-            .slots
-            .try_acquire()
-            .map_err(|_| QueryError::Busy(self.limits.max_concurrent))?;
-        let limits = self.limits;
-        let engine = self.clone();
-        let sql = sql.to_owned();
-        let run = async move {
-            let mut attempt = 1;
-            loop {
-                match engine.run(&sql).await {
-                    Err(Failure::FileVanished(message)) if attempt < QUERY_ATTEMPTS => {
-                        tracing::debug!(attempt, %message, "a lake file went away; query run again");
-                        attempt += 1;
-                    }
-                    Err(Failure::FileVanished(message)) => {
-                        return Err(QueryError::Execution(message));
-                    }
-                    Err(Failure::Query(e)) => return Err(e),
-                    Ok(output) => return Ok(output),
-                }
-            }
-        };
-        let Some(executor) = self.executor.handle() else {
-            return Err(QueryError::Execution(
-                "the query threads are stopped".into(),
-            ));
-        };
-        let task = executor.spawn(run);
-        let abort = task.abort_handle();
-        match tokio::time::timeout(limits.timeout, task).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) => Err(QueryError::Execution(format!("query task ended: {e}"))),
-            Err(_) => {
-                // Aborting drops the query's streams, which cancels its tasks.
-                abort.abort();
-                Err(QueryError::Timeout(limits.timeout))
-            }
-        }
-    }
-
-    /// Plans and runs `sql` once, collecting its rows within the result cap.
-    async fn run(&self, sql: &str) -> Result<QueryOutput, Failure> {
-        let limits = self.limits;
-        let execution = |e: DataFusionError| {
-            if vanished_file(&e) {
-                Failure::FileVanished(e.to_string())
-            } else {
-                Failure::Query(self.classify(e, QueryError::Execution))
-            }
-        };
-        let frame = self
-            .ctx
-            .sql_with_options(sql, read_only())
-            .await
-            .map_err(|e| Failure::Query(self.classify(e, QueryError::Rejected)))?;
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let mut stream = frame.execute_stream().await.map_err(execution)?;
-        let (mut batches, mut rows, mut bytes) = (Vec::new(), 0usize, 0usize);
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(execution)?;
-            rows += batch.num_rows();
-            bytes += batch.get_array_memory_size();
-            if rows > limits.max_result_rows || bytes > limits.max_result_bytes {
-                return Err(Failure::Query(QueryError::ResultTooLarge {
-                    max_rows: limits.max_result_rows,
-                    max_bytes: limits.max_result_bytes,
-                }));
-            }
-            batches.push(batch);
-        }
-        Ok(QueryOutput { schema, batches })
-    }
-
-    /// Memory exhaustion, wherever it sits in the error chain, is its own kind of failure.
-    fn classify(&self, e: DataFusionError, otherwise: fn(String) -> QueryError) -> QueryError {
-        if let DataFusionError::ResourcesExhausted(message) = e.find_root() {
-            return QueryError::Memory {
-                limit_bytes: self.limits.memory_bytes,
-                message: message.clone(),
-            };
-        }
-        otherwise(e.to_string())
-    }
-
-    /// Streams the rows of one read-only statement, without the time limit and result cap of
-    /// [`QueryEngine::query`]: for the service's own scans of whole tables (detection replay).
-    pub async fn stream(
-        &self,
-        sql: &str,
-    ) -> Result<datafusion::physical_plan::SendableRecordBatchStream, QueryError> {
-        check_read_only(sql)?;
-        let frame = self
-            .ctx
-            .sql_with_options(sql, read_only())
-            .await
-            .map_err(|e| QueryError::Rejected(e.to_string()))?;
-        frame
-            .execute_stream()
-            .await
-            .map_err(|e| QueryError::Execution(e.to_string()))
     }
 
     /// Every table with its columns (partition columns included): the lake's tables first, then
@@ -588,6 +441,7 @@ mod tests {
     };
     use datafusion::parquet::arrow::ArrowWriter;
 
+    use super::execute::vanished_file;
     use super::*;
 
     #[test]

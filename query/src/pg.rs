@@ -1,235 +1,173 @@
 //! The Postgres wire protocol, so that `psql`, Grafana's PostgreSQL data source, Metabase and
 //! Python drivers can query the lake.
 //!
-//! The protocol (simple and extended queries, type mapping) comes from `datafusion-postgres`
-//! over the same DataFusion session as the HTTP API, so the same tables, views and memory pool
-//! apply. This module adds what makes it ours: the password is the API's bearer token (required
-//! whenever one is configured), and a [`ReadOnly`] hook that lets through only the statements the
-//! HTTP API runs (see [`crate::engine::check_read_only`]) plus the session chatter drivers send
-//! (`SET` of client settings such as `application_name` or `statement_timeout`, `SHOW`,
-//! transactions, cursors); `SET` of engine options, DDL, DML and `COPY` are refused with
-//! SQLSTATE 42501. Each connection is served on the runtime that accepted it.
+//! The protocol itself (messages, type mapping, the session chatter drivers send: `SET` of
+//! client settings, `SHOW`, transactions, `FETCH`/`CLOSE`) comes from `datafusion-postgres` and
+//! `pgwire`. A connection flows: [`wire`] (accepted within the cap; startup, login and idle time
+//! limits; a size limit on every message; TLS when configured; `CancelRequest`; a watch that
+//! stops the query of a client that went away) → [`login`] (the bearer token as the password,
+//! failed logins slowed down per address) → [`service`] (every query of the simple and extended
+//! protocol and every `DECLARE … CURSOR` through the read-only gate onto the engine, with the
+//! HTTP API's threads and limits; several statements at once refused; anything else that is not
+//! session chatter refused before it reaches the library).
 
-use std::fmt::Debug;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use datafusion::common::ParamValues;
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{Set, Statement};
-use datafusion_postgres::DfSessionService;
-use datafusion_postgres::hooks::cursor::CursorStatementHook;
-use datafusion_postgres::hooks::set_show::SetShowHook;
-use datafusion_postgres::hooks::transactions::TransactionStatementHook;
-use datafusion_postgres::hooks::{HookClient, QueryHook};
 use datafusion_postgres::pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
-use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
-use datafusion_postgres::pgwire::api::auth::{
-    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
-};
-use datafusion_postgres::pgwire::api::results::Response;
-use datafusion_postgres::pgwire::api::{ClientInfo, PgWireServerHandlers};
-use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
+use datafusion_postgres::pgwire::api::cancel::DefaultCancelHandler;
+use datafusion_postgres::pgwire::api::{ConnectionManager, NoopHandler, PgWireConnectionState};
+use datafusion_postgres::pgwire::error::ErrorInfo;
+use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
+use futures::{Sink, SinkExt};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::engine::{QueryEngine, allowed_statement};
+use crate::engine::QueryEngine;
+use crate::listen::{self, ConnectionLimits};
 
-/// Client settings a driver may `SET`; anything else is an engine option and refused.
-const CLIENT_SETTINGS: [&str; 8] = [
-    "statement_timeout",
-    "datestyle",
-    "bytea_output",
-    "intervalstyle",
-    "application_name",
-    "extra_float_digits",
-    "search_path",
-    "client_encoding",
-];
+mod login;
+mod service;
+mod wire;
 
-/// Refuses every statement the HTTP API would refuse, but for session chatter.
-#[derive(Debug)]
-pub struct ReadOnly;
+use login::{Failures, Open, Throttled, TokenPassword};
+use service::Service;
 
-fn allowed(statement: &Statement) -> bool {
-    match statement {
-        Statement::Set(Set::SingleAssignment { variable, .. }) => {
-            let name = variable.to_string().to_lowercase();
-            CLIENT_SETTINGS.contains(&name.as_str())
-        }
-        Statement::Set(Set::SetTimeZone { .. })
-        | Statement::StartTransaction { .. }
-        | Statement::Commit { .. }
-        | Statement::Rollback { .. }
-        | Statement::Declare { .. }
-        | Statement::Fetch { .. }
-        | Statement::Close { .. }
-        | Statement::ShowStatus { .. }
-        | Statement::ShowCatalogs { .. } => true,
-        other => allowed_statement(other),
+/// How the Postgres server is reached and bounded.
+#[derive(Clone)]
+pub struct PgSettings {
+    /// The password every client must give (any user name); none on loopback-only setups.
+    pub token: Option<Arc<str>>,
+    pub connections: ConnectionLimits,
+    /// Largest message a client may send (a statement, a bind of its parameters).
+    pub max_statement_bytes: usize,
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("connections", &self.connections)
+            .field("max_statement_bytes", &self.max_statement_bytes)
+            .field("tls", &self.tls.is_some())
+            .finish()
     }
 }
 
-fn refusal(statement: &Statement) -> PgWireError {
-    let first = statement.to_string();
-    let first = first
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_owned(),
-        "42501".to_owned(),
-        format!(
-            "{first}: only SELECT, WITH, EXPLAIN, SHOW and DESCRIBE statements run here (the lake is read-only)"
-        ),
-    )))
+/// What every connection of one server shares.
+struct Handlers<A> {
+    service: Arc<Service>,
+    startup: Arc<A>,
+    cancel: Arc<DefaultCancelHandler>,
+    copy: Arc<NoopHandler>,
 }
 
-#[async_trait]
-impl QueryHook for ReadOnly {
-    async fn handle_simple_query(
-        &self,
-        statement: &Statement,
-        _session_context: &SessionContext,
-        _client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        (!allowed(statement)).then(|| Err(refusal(statement)))
-    }
-
-    async fn handle_extended_parse_query(
-        &self,
-        statement: &Statement,
-        _session_context: &SessionContext,
-        _client: &(dyn ClientInfo + Send + Sync),
-    ) -> Option<PgWireResult<LogicalPlan>> {
-        (!allowed(statement)).then(|| Err(refusal(statement)))
-    }
-
-    async fn handle_extended_query(
-        &self,
-        statement: &Statement,
-        _logical_plan: &LogicalPlan,
-        _params: &ParamValues,
-        _session_context: &SessionContext,
-        _client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        (!allowed(statement)).then(|| Err(refusal(statement)))
-    }
-}
-
-/// The bearer token as the Postgres password.
-#[derive(Debug)]
-struct TokenPassword(Arc<str>);
-
-#[async_trait]
-impl AuthSource for TokenPassword {
-    async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
-        Ok(Password::new(None, self.0.as_bytes().to_vec()))
-    }
-}
-
-/// Loopback without a token: no password asked.
-struct Open;
-
-impl NoopStartupHandler for Open {}
-
-/// The handlers of one server: the session service and a startup (authentication) handler.
-struct Handlers<S> {
-    service: Arc<DfSessionService>,
-    startup: Arc<S>,
-}
-
-impl<S: StartupHandler + 'static> PgWireServerHandlers for Handlers<S> {
-    fn simple_query_handler(
-        &self,
-    ) -> Arc<impl datafusion_postgres::pgwire::api::query::SimpleQueryHandler> {
-        self.service.clone()
-    }
-
-    fn extended_query_handler(
-        &self,
-    ) -> Arc<impl datafusion_postgres::pgwire::api::query::ExtendedQueryHandler> {
-        self.service.clone()
-    }
-
-    fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.startup.clone()
-    }
-}
-
-/// Serves `engine` over the Postgres protocol on `listener` until `stop`; `token`, when set, is
-/// the password every client must give (any user name).
+/// Serves `engine` over the Postgres protocol on `listener` until `stop`, bounded by `settings`.
 pub async fn serve(
     listener: TcpListener,
     engine: &QueryEngine,
-    token: Option<Arc<str>>,
+    settings: PgSettings,
     stop: CancellationToken,
 ) {
-    let hooks: Vec<Arc<dyn QueryHook>> = vec![
-        Arc::new(ReadOnly),
-        Arc::new(CursorStatementHook),
-        Arc::new(SetShowHook),
-        Arc::new(TransactionStatementHook),
-    ];
-    let service = Arc::new(DfSessionService::new_with_hooks(
-        Arc::new(engine.session()),
-        hooks,
-    ));
-    match token {
+    let service = Arc::new(Service::new(engine, settings.max_statement_bytes));
+    let manager = Arc::new(ConnectionManager::new());
+    let cancel = Arc::new(DefaultCancelHandler::new(manager.clone()));
+    let copy = Arc::new(NoopHandler);
+    match settings.token.clone() {
         Some(token) => {
             let startup = CleartextPasswordAuthStartupHandler::new(
                 TokenPassword(token),
                 DefaultServerParameterProvider::default(),
-            );
-            accept(
-                listener,
-                Arc::new(Handlers {
-                    service,
-                    startup: Arc::new(startup),
-                }),
-                stop,
             )
-            .await;
+            .with_connection_manager(manager);
+            let handlers = Arc::new(Handlers {
+                service,
+                startup: Arc::new(Throttled {
+                    inner: startup,
+                    failures: Failures::default(),
+                }),
+                cancel,
+                copy,
+            });
+            accept(listener, handlers, settings, stop).await;
         }
         None => {
-            accept(
-                listener,
-                Arc::new(Handlers {
-                    service,
-                    startup: Arc::new(Open),
-                }),
-                stop,
-            )
-            .await;
+            let handlers = Arc::new(Handlers {
+                service,
+                startup: Arc::new(Open(manager)),
+                cancel,
+                copy,
+            });
+            accept(listener, handlers, settings, stop).await;
         }
     }
 }
 
-async fn accept<S: StartupHandler + 'static>(
+async fn accept<A: StartupHandler + 'static>(
     listener: TcpListener,
-    handlers: Arc<Handlers<S>>,
+    handlers: Arc<Handlers<A>>,
+    settings: PgSettings,
     stop: CancellationToken,
 ) {
-    loop {
-        let socket = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((socket, _)) => socket,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a Postgres connection");
-                    continue;
-                }
-            },
-        };
-        let handlers = handlers.clone();
-        tokio::spawn(async move {
-            if let Err(e) =
-                datafusion_postgres::pgwire::tokio::process_socket(socket, None, handlers).await
-            {
-                tracing::debug!(error = %e, "Postgres connection ended with an error");
+    let slots = Arc::new(Semaphore::new(settings.connections.max_connections.max(1)));
+    let tracker = TaskTracker::new();
+    while let Some((socket, permit)) = listen::accept(&listener, &slots, &stop).await {
+        let (handlers, settings, stop) = (handlers.clone(), settings.clone(), stop.clone());
+        tracker.spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                () = wire::connection(socket, handlers, &settings) => {}
+                () = stop.cancelled() => {}
             }
         });
     }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// The parts of [`Handlers`] the connection loop hands to `pgwire`.
+impl<A: StartupHandler> Handlers<A> {
+    fn parts(
+        &self,
+    ) -> (
+        Arc<A>,
+        Arc<Service>,
+        Arc<NoopHandler>,
+        Arc<DefaultCancelHandler>,
+    ) {
+        (
+            self.startup.clone(),
+            self.service.clone(),
+            self.copy.clone(),
+            self.cancel.clone(),
+        )
+    }
+}
+
+/// Whether a connection is still logging in (the startup time limit applies) or serving.
+fn logging_in(state: PgWireConnectionState) -> bool {
+    matches!(
+        state,
+        PgWireConnectionState::AwaitingStartup | PgWireConnectionState::AuthenticationInProgress
+    )
+}
+
+/// A message that tells a client why its connection ends.
+fn fatal(code: &str, message: &str) -> PgWireBackendMessage {
+    PgWireBackendMessage::ErrorResponse(
+        ErrorInfo::new("FATAL".to_owned(), code.to_owned(), message.to_owned()).into(),
+    )
+}
+
+/// Sends `message` and closes, ignoring a client already gone.
+async fn tell_and_close<S>(socket: &mut S, message: PgWireBackendMessage)
+where
+    S: Sink<PgWireBackendMessage> + Unpin,
+{
+    let _ = socket.send(message).await;
+    let _ = socket.close().await;
 }
