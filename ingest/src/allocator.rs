@@ -41,3 +41,41 @@ fn set(parameter: i32, value: i32) {
     // is only slower: nothing to report.
     unsafe { libc::mallopt(parameter, value) };
 }
+
+/// Bytes the allocator has handed out and not had back (heap and its own mappings): what the
+/// process really holds, unlike its RSS, which keeps the freed buffers [`tune`] keeps for reuse.
+/// `None` where glibc does not say.
+pub fn heap_in_use() -> Option<usize> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let info = mallinfo();
+        Some(info.uordblks.saturating_add(info.hblkhd))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn mallinfo() -> libc::mallinfo2 {
+    // SAFETY: mallinfo2 takes no argument and returns a plain struct of counters; glibc locks
+    // each arena while it reads it.
+    unsafe { libc::mallinfo2() }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn the_heap_in_use_counts_a_buffer_while_it_is_held() {
+        let before = super::heap_in_use().expect("glibc");
+        let buffer = vec![1u8; 64 << 20];
+        let held = super::heap_in_use().expect("glibc");
+        assert!(held >= before + (60 << 20), "{before} -> {held}");
+        drop(std::hint::black_box(buffer));
+        let after = super::heap_in_use().expect("glibc");
+        assert!(after + (60 << 20) <= held, "{held} -> {after}");
+    }
+}

@@ -112,6 +112,9 @@ pub struct SqlConfig {
     pub max_function_bytes: Option<usize>,
     /// Bytes of one statement (HTTP body, Postgres message). Default 1 MiB.
     pub max_statement_bytes: Option<usize>,
+    /// Heap of the whole process above which every running query is stopped: what the pool
+    /// does not account. Default `memory_limit` + 1 GiB.
+    pub max_heap_bytes: Option<usize>,
 }
 
 /// `[ingest]`
@@ -336,6 +339,8 @@ pub struct Config {
     pub sources: Vec<SourceSpec>,
     /// Limits on each SQL query.
     pub query_limits: QueryLimits,
+    /// Heap of the process above which running queries are stopped.
+    pub max_heap_bytes: usize,
     /// Limits on the connections of the HTTP and Postgres servers.
     pub connections: ConnectionLimits,
     /// Certificate and key when the servers speak TLS.
@@ -607,6 +612,16 @@ impl Config {
             });
         }
         let query_limits = file.sql.validate()?;
+        let max_heap_bytes = file
+            .sql
+            .max_heap_bytes
+            .unwrap_or(query_limits.memory_bytes.saturating_add(1 << 30));
+        if max_heap_bytes < query_limits.memory_bytes {
+            return Err(invalid(
+                "sql.max_heap_bytes",
+                "must be at least sql.memory_limit",
+            ));
+        }
         file.detect
             .build()
             .map_err(|e| invalid(e.field, e.message))?;
@@ -633,6 +648,7 @@ impl Config {
             settle: i.settle.unwrap_or(Duration::from_secs(1)),
             limits,
             sources,
+            max_heap_bytes,
             query_limits,
             connections,
             tls,
@@ -1049,5 +1065,53 @@ mod tests {
             Config::from_file(ConfigFile::parse(text, "t").expect("parse"), &env).expect("valid");
         assert_eq!(config.http_token.as_deref(), Some("s3cret"));
         assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_postgres_address_beyond_loopback_without_a_token_names_its_own_field() {
+        let config = Config::from_file(ConfigFile::default(), &no_env).expect("valid");
+        let err = config
+            .with_pg_listen("0.0.0.0:7432".parse().expect("addr"))
+            .expect_err("token");
+        assert!(err.to_string().contains("http.pg_listen"), "{err}");
+        let text = "[http]\npg_listen = \"0.0.0.0:7432\"\n";
+        let err = Config::from_file(ConfigFile::parse(text, "t").expect("parse"), &no_env)
+            .expect_err("token");
+        assert!(err.to_string().contains("http.pg_listen"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_and_tls_files_are_checked_and_name_their_field() {
+        let parse =
+            |text: &str| Config::from_file(ConfigFile::parse(text, "t").expect("parse"), &no_env);
+        let config = parse("").expect("defaults");
+        assert_eq!(config.connections, ConnectionLimits::default());
+        assert!(config.tls.is_none());
+        for (text, field) in [
+            ("[http]\nmax_connections = 0\n", "http.max_connections"),
+            ("[http]\nheader_timeout = \"0s\"\n", "http.header_timeout"),
+            ("[http]\ntls_certificate = \"cert.pem\"\n", "http.tls_key"),
+            ("[http]\ntls_key = \"key.pem\"\n", "http.tls_certificate"),
+            (
+                "[http]\ntls_certificate = \"/no/such/cert.pem\"\ntls_key = \"/no/such/key.pem\"\n",
+                "http.tls_certificate",
+            ),
+            (
+                "[sql]\nmax_statement_bytes = 10\n",
+                "sql.max_statement_bytes",
+            ),
+            ("[sql]\nmax_function_bytes = 10\n", "sql.max_function_bytes"),
+            ("[sql]\nmax_heap_bytes = 1024\n", "sql.max_heap_bytes"),
+        ] {
+            let err = parse(text).expect_err(text);
+            assert!(err.to_string().contains(field), "{text}: {err}");
+        }
+        let config = parse(
+            "[http]\nmax_connections = 3\nidle_timeout = \"7s\"\n[sql]\nmax_spill_bytes = 1024\n",
+        )
+        .expect("valid");
+        assert_eq!(config.connections.max_connections, 3);
+        assert_eq!(config.connections.idle_timeout, Duration::from_secs(7));
+        assert_eq!(config.query_limits.max_spill_bytes, 1024);
     }
 }

@@ -312,6 +312,12 @@ impl Service {
     pub async fn bind(config: Config) -> Result<Self, ServiceError> {
         let ingestion = open_pipeline(&config).await?;
         let engine = QueryEngine::open_root(&ingestion.lake, config.query_limits).await?;
+        engine
+            .watch_memory(
+                Arc::new(crate::allocator::heap_in_use),
+                config.max_heap_bytes,
+            )
+            .map_err(ServiceError::Http)?;
         crate::deliveries::register(&engine, ingestion.pipeline.ledger().database().clone())?;
         let listener = TcpListener::bind(config.http_listen)
             .await

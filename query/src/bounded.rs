@@ -29,8 +29,9 @@ enum Growth {
     Repeat,
     /// `lpad`/`rpad(text, n[, fill])`: `n` characters of up to four bytes.
     Pad,
-    /// `array_repeat(element, n)`: the element `n` times.
-    ArrayRepeat,
+    /// `array_repeat(element, n)`, `array_resize(array, n[, value])`: `n` elements, each at
+    /// most the size of the first argument's row.
+    Elements,
     /// `range`/`generate_series(start, stop[, step])`: one value per step.
     Series,
     /// `replace(text, from, to)`: every `from` may become `to`.
@@ -39,8 +40,6 @@ enum Growth {
     RegexpReplace,
     /// The output holds the inputs (`concat`, `array_concat`, `array_append`, …).
     Sum,
-    /// `array_resize(array, n[, value])`: `n` elements.
-    Resize,
 }
 
 /// The functions bounded, by name (aliases follow their function).
@@ -48,7 +47,7 @@ const BOUNDED: [(&str, Growth); 16] = [
     ("repeat", Growth::Repeat),
     ("lpad", Growth::Pad),
     ("rpad", Growth::Pad),
-    ("array_repeat", Growth::ArrayRepeat),
+    ("array_repeat", Growth::Elements),
     ("range", Growth::Series),
     ("generate_series", Growth::Series),
     ("replace", Growth::Replace),
@@ -60,7 +59,7 @@ const BOUNDED: [(&str, Growth); 16] = [
     ("array_prepend", Growth::Sum),
     ("make_array", Growth::Sum),
     ("string_to_array", Growth::Sum),
-    ("array_resize", Growth::Resize),
+    ("array_resize", Growth::Elements),
 ];
 
 /// Replaces every function of [`BOUNDED`] registered in `ctx` by a copy that refuses calls whose
@@ -291,11 +290,11 @@ impl Bounded {
                 }
                 None => 0,
             },
-            Growth::ArrayRepeat => match (arg(0), arg(1)) {
-                (Some(element), Some(n)) => {
-                    let per_element = match element {
-                        ColumnarValue::Scalar(s) => scalar_bytes(s).max(1),
-                        ColumnarValue::Array(array) => row_bytes(array),
+            Growth::Elements => match (arg(0), arg(1)) {
+                (Some(first), Some(n)) => {
+                    let per_element = match first {
+                        ColumnarValue::Scalar(s) => scalar_bytes(s).max(8),
+                        ColumnarValue::Array(array) => row_bytes(array).max(8),
                     };
                     let counts = integers(n, rows)?.unwrap_or_default();
                     sum(counts
@@ -329,20 +328,6 @@ impl Bounded {
                 _ => 0,
             },
             Growth::Sum => sum(a.iter().map(|v| held_bytes(v, rows)).collect()),
-            Growth::Resize => match (arg(0), arg(1)) {
-                (Some(array), Some(n)) => {
-                    let per_element = match array {
-                        ColumnarValue::Array(array) => (row_bytes(array) / 8).max(8),
-                        ColumnarValue::Scalar(s) => scalar_bytes(s).max(8),
-                    };
-                    let counts = integers(n, rows)?.unwrap_or_default();
-                    sum(counts
-                        .iter()
-                        .map(|n| (*n).max(0) as u128 * u128::from(per_element))
-                        .collect())
-                }
-                _ => 0,
-            },
         })
     }
 }

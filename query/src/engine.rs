@@ -196,6 +196,7 @@ pub struct QueryEngine {
     limits: QueryLimits,
     slots: Arc<Semaphore>,
     executor: Arc<Executor>,
+    runs: Arc<crate::run::Runs>,
 }
 
 /// The threads queries run on, apart from the service's: a CPU-bound query cannot then delay
@@ -359,6 +360,7 @@ impl QueryEngine {
             limits,
             slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
             executor: Arc::new(executor),
+            runs: Arc::default(),
         })
     }
 
@@ -387,6 +389,39 @@ impl QueryEngine {
     /// settings, transactions); every query goes through [`QueryEngine::execute_plan`].
     pub(crate) fn session(&self) -> SessionContext {
         self.ctx.clone()
+    }
+
+    /// Stops every running query (422 `memory_limit`) whenever `heap_bytes` (the process's
+    /// allocated heap, as the allocator counts it) is above `max_heap_bytes`: the memory pool
+    /// bounds what operators reserve, not every array a plan computes (a distinct count of
+    /// hundreds of millions of values holds several times the pool), and this bounds the rest.
+    /// Checked every 20 ms while queries run, on a thread of its own (the query threads may all
+    /// be busy with the very query to stop); the thread ends with the engine.
+    pub fn watch_memory(
+        &self,
+        heap_bytes: Arc<dyn Fn() -> Option<usize> + Send + Sync>,
+        max_heap_bytes: usize,
+    ) -> std::io::Result<()> {
+        let runs = Arc::downgrade(&self.runs);
+        std::thread::Builder::new()
+            .name("auditlake-query-memory".into())
+            .spawn(move || {
+                while let Some(runs) = runs.upgrade() {
+                    if runs.count() > 0
+                        && let Some(used) = heap_bytes()
+                        && used > max_heap_bytes
+                    {
+                        let message = format!(
+                            "the service's heap reached {used} bytes, above its bound of {max_heap_bytes}, while this query ran: it was stopped"
+                        );
+                        let stopped = runs.stop_all(max_heap_bytes, &message);
+                        tracing::warn!(used, max_heap_bytes, stopped, "queries stopped: the heap passed its bound");
+                    }
+                    drop(runs);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+            .map(|_| ())
     }
 
     /// The limits every query from outside runs under.
@@ -534,5 +569,38 @@ mod tests {
         assert_eq!(cache.len(), 2);
         assert_eq!(count(&engine, sql).await, 2);
         assert_eq!(cache.len(), 2, "statistics are not read again");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn running_queries_are_stopped_when_the_heap_passes_its_bound_and_later_ones_run() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let lake = tempfile::tempdir().expect("tempdir");
+        let engine = QueryEngine::open(lake.path()).await.expect("engine");
+        let heap = Arc::new(AtomicUsize::new(0));
+        let gauge = heap.clone();
+        engine
+            .watch_memory(Arc::new(move || Some(gauge.load(Ordering::SeqCst))), 1000)
+            .expect("watch");
+        let endless = engine.clone();
+        let running = tokio::spawn(async move {
+            endless
+                .query("SELECT count(*) FROM range(1000000000000)")
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!running.is_finished(), "the query runs");
+        heap.store(1001, Ordering::SeqCst);
+        let stopped = tokio::time::timeout(Duration::from_secs(5), running)
+            .await
+            .expect("stopped at once")
+            .expect("task");
+        match stopped {
+            Err(QueryError::Memory { message, .. }) => {
+                assert!(message.contains("heap"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        heap.store(10, Ordering::SeqCst);
+        assert_eq!(count(&engine, "SELECT count(*) FROM range(10)").await, 10);
     }
 }

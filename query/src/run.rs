@@ -8,6 +8,9 @@
 //! only once the task has stopped. Both ends know the deadline: the task stops at it, and the
 //! caller reports a timeout at it even when the task is stuck in a long computation.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
@@ -63,6 +66,46 @@ impl Sender {
     }
 }
 
+/// Why a query was stopped from outside: the heap bound it was stopped for, and what was seen.
+type StopReason = Arc<OnceLock<(usize, String)>>;
+
+/// The queries running now, so that the memory watch can stop them all at once.
+#[derive(Debug, Default)]
+pub(crate) struct Runs {
+    next: AtomicU64,
+    tasks: Mutex<HashMap<u64, (AbortHandle, StopReason)>>,
+}
+
+impl Runs {
+    fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (AbortHandle, StopReason)>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many queries run now.
+    pub(crate) fn count(&self) -> usize {
+        self.tasks().len()
+    }
+
+    /// Stops every running query, telling each caller why; returns how many.
+    pub(crate) fn stop_all(&self, limit_bytes: usize, message: &str) -> usize {
+        let tasks = std::mem::take(&mut *self.tasks());
+        for (abort, reason) in tasks.values() {
+            let _ = reason.set((limit_bytes, message.to_owned()));
+            abort.abort();
+        }
+        tasks.len()
+    }
+}
+
+/// Takes a finished query out of [`Runs`].
+struct Deregister(Arc<Runs>, u64);
+
+impl Drop for Deregister {
+    fn drop(&mut self) {
+        self.0.tasks().remove(&self.1);
+    }
+}
+
 /// The rows of one running query, batch by batch; dropping it stops the query.
 #[derive(Debug)]
 pub struct QueryStream {
@@ -71,13 +114,15 @@ pub struct QueryStream {
     deadline: Instant,
     timeout: Duration,
     finished: bool,
+    reason: StopReason,
     _task: AbortOnDrop,
 }
 
-/// Starts `work` on `executor` with the slot `slot`; waits for its schema (or its failure) until
-/// `timeout` has passed since the call.
+/// Starts `work` on `executor` with the slot `slot`, registered in `runs`; waits for its schema
+/// (or its failure) until `timeout` has passed since the call.
 pub(crate) async fn start<F, Fut>(
     executor: &tokio::runtime::Handle,
+    runs: &Arc<Runs>,
     slot: OwnedSemaphorePermit,
     timeout: Duration,
     work: F,
@@ -92,8 +137,20 @@ where
         tx,
         slot: Some(slot),
     };
-    let task = executor.spawn(tokio::time::timeout_at(deadline, work(sender)));
-    let task = AbortOnDrop(task.abort_handle());
+    let id = runs.next.fetch_add(1, Ordering::Relaxed);
+    let reason = StopReason::default();
+    let deregister = Deregister(runs.clone(), id);
+    let work = work(sender);
+    let task = {
+        // Registered before it starts, so a quick query cannot end before it is listed.
+        let mut tasks = runs.tasks();
+        let task = executor.spawn(async move {
+            let _deregister = deregister;
+            let _ = tokio::time::timeout_at(deadline, work).await;
+        });
+        tasks.insert(id, (task.abort_handle(), reason.clone()));
+        AbortOnDrop(task.abort_handle())
+    };
     match tokio::time::timeout_at(deadline, rx.recv()).await {
         Ok(Some(Message::Schema(schema))) => Ok(QueryStream {
             schema,
@@ -101,20 +158,26 @@ where
             deadline,
             timeout,
             finished: false,
+            reason,
             _task: task,
         }),
         Ok(Some(Message::Failed(e))) => Err(e),
         Ok(Some(Message::Batch(_) | Message::Done)) => Err(QueryError::Execution(
             "the query sent rows before its schema".into(),
         )),
-        Ok(None) => Err(stopped(deadline, timeout)),
+        Ok(None) => Err(stopped(&reason, deadline, timeout)),
         Err(_) => Err(QueryError::Timeout(timeout)),
     }
 }
 
-/// Why a task ended without saying so: its deadline, or it was stopped.
-fn stopped(deadline: Instant, timeout: Duration) -> QueryError {
-    if Instant::now() >= deadline {
+/// Why a task ended without saying so: the memory watch, its deadline, or it was stopped.
+fn stopped(reason: &StopReason, deadline: Instant, timeout: Duration) -> QueryError {
+    if let Some((limit_bytes, message)) = reason.get() {
+        QueryError::Memory {
+            limit_bytes: *limit_bytes,
+            message: message.clone(),
+        }
+    } else if Instant::now() >= deadline {
         QueryError::Timeout(timeout)
     } else {
         QueryError::Execution("the query stopped".into())
@@ -148,7 +211,7 @@ impl QueryStream {
                 QueryError::Execution("the query sent its schema twice".into()),
             ),
             Ok(None) => {
-                let e = stopped(self.deadline, self.timeout);
+                let e = stopped(&self.reason, self.deadline, self.timeout);
                 failed(self, e)
             }
             Err(_) => failed(self, QueryError::Timeout(self.timeout)),

@@ -35,6 +35,12 @@ pub(super) fn vanished_file(error: &DataFusionError) -> bool {
     false
 }
 
+/// What a run starts from: a statement planned anew at each run, or a plan made before.
+enum Source {
+    Statement(Statement),
+    Plan(LogicalPlan),
+}
+
 impl QueryEngine {
     /// A slot of `max_concurrent`, or busy.
     fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, QueryError> {
@@ -44,7 +50,7 @@ impl QueryEngine {
             .map_err(|_| QueryError::Busy(self.limits.max_concurrent))
     }
 
-    fn executor(&self) -> Result<&tokio::runtime::Handle, QueryError> {
+    pub(super) fn executor(&self) -> Result<&tokio::runtime::Handle, QueryError> {
         self.executor
             .handle()
             .ok_or_else(|| QueryError::Execution("the query threads are stopped".into()))
@@ -55,24 +61,7 @@ impl QueryEngine {
     /// the row cap, and only while fewer than `max_concurrent` others run. The caller counts
     /// the bytes it encodes against `max_result_bytes`.
     pub async fn execute(&self, sql: &str) -> Result<QueryStream, QueryError> {
-        let statement = parse_read_only(sql)?;
-        let slot = self.slot()?;
-        let engine = self.clone();
-        run::start(
-            self.executor()?,
-            slot,
-            self.limits.timeout,
-            move |mut sender| async move {
-                engine
-                    .produce(&mut sender, || {
-                        let engine = engine.clone();
-                        let statement = statement.clone();
-                        async move { engine.plan_checked(statement).await }
-                    })
-                    .await;
-            },
-        )
-        .await
+        self.start(Source::Statement(parse_read_only(sql)?)).await
     }
 
     /// Plans a parsed statement from outside after the read-only gate: the statement, then its
@@ -93,47 +82,54 @@ impl QueryEngine {
             .statement_to_plan(statement)
             .await
             .map_err(|e| self.classify(e, QueryError::Rejected))?;
-        gate::check_plan(&plan).map_err(rejected)?;
-        crate::bounded::check_plan(&plan).map_err(|e| self.classify(e, QueryError::Rejected))?;
+        self.check_plan(&plan)?;
         Ok(plan)
+    }
+
+    /// The read-only gate and the bounds a plan must pass.
+    fn check_plan(&self, plan: &LogicalPlan) -> Result<(), QueryError> {
+        gate::check_plan(plan).map_err(rejected)?;
+        crate::bounded::check_plan(plan).map_err(|e| self.classify(e, QueryError::Rejected))
     }
 
     /// Starts a plan made by [`QueryEngine::plan`] (parameters bound) as [`QueryEngine::execute`]
     /// starts a statement: the gate again, the query threads, the limits.
     pub async fn execute_plan(&self, plan: LogicalPlan) -> Result<QueryStream, QueryError> {
-        gate::check_plan(&plan).map_err(rejected)?;
-        crate::bounded::check_plan(&plan).map_err(|e| self.classify(e, QueryError::Rejected))?;
+        self.check_plan(&plan)?;
+        self.start(Source::Plan(plan)).await
+    }
+
+    /// Takes a slot and starts `source` on the query threads.
+    async fn start(&self, source: Source) -> Result<QueryStream, QueryError> {
         let slot = self.slot()?;
         let engine = self.clone();
         run::start(
             self.executor()?,
+            &self.runs,
             slot,
             self.limits.timeout,
-            move |mut sender| async move {
-                engine
-                    .produce(&mut sender, || {
-                        let plan = plan.clone();
-                        async move { Ok(plan) }
-                    })
-                    .await;
-            },
+            move |mut sender| async move { engine.produce(&mut sender, &source).await },
         )
         .await
     }
 
-    /// Runs the plan `plan` gives on this thread, handing its schema and batches to `sender`:
+    /// The plan of one run of `source`.
+    async fn planned(&self, source: &Source) -> Result<LogicalPlan, QueryError> {
+        match source {
+            Source::Statement(statement) => self.plan_checked(statement.clone()).await,
+            Source::Plan(plan) => Ok(plan.clone()),
+        }
+    }
+
+    /// Runs `source` on this thread, handing its schema and batches to `sender`:
     /// the first [`HOLD_BYTES`] are held, so that a lake file that vanished before then lets the
     /// run start again unseen; the row cap is counted here.
-    async fn produce<F, Fut>(&self, sender: &mut Sender, plan: F)
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<LogicalPlan, QueryError>>,
-    {
+    async fn produce(&self, sender: &mut Sender, source: &Source) {
         let limits = self.limits;
         let mut attempt = 1;
         let (mut stream, held) = loop {
             let outcome = async {
-                let plan = plan().await.map_err(Failure::Query)?;
+                let plan = self.planned(source).await.map_err(Failure::Query)?;
                 let mut stream = self
                     .ctx
                     .execute_logical_plan(plan)
@@ -240,6 +236,8 @@ impl QueryEngine {
     }
 
     /// Memory exhaustion, wherever it sits in the error chain, is its own kind of failure.
+    /// Memory exhaustion, and a spill past its limit (DataFusion reports it as an I/O error),
+    /// wherever they sit in the error chain, are the memory limit.
     fn classify(&self, e: DataFusionError, otherwise: fn(String) -> QueryError) -> QueryError {
         if let DataFusionError::ResourcesExhausted(message) = e.find_root() {
             return QueryError::Memory {
@@ -247,7 +245,17 @@ impl QueryEngine {
                 message: message.clone(),
             };
         }
-        otherwise(e.to_string())
+        let text = e.to_string();
+        if text.contains("spilling process has exceeded the allowable limit") {
+            return QueryError::Memory {
+                limit_bytes: self.limits.memory_bytes,
+                message: format!(
+                    "the query spilled more than the {} bytes allowed to disk",
+                    self.limits.max_spill_bytes
+                ),
+            };
+        }
+        otherwise(text)
     }
 
     /// Streams the rows of one read-only statement, without the time limit and result cap of
