@@ -357,6 +357,25 @@ const WRITES: [&str; 8] = [
     "CREATE TABLE forged AS SELECT 1 AS a",
 ];
 
+/// Statements that change or reach outside anything.
+const STATEMENTS: [&str; 7] = [
+    "CREATE EXTERNAL TABLE stolen (line TEXT) STORED AS CSV LOCATION '/etc/passwd'",
+    "COPY (SELECT * FROM cloudtrail) TO '/tmp/auditlake-attack-copy.csv'",
+    "DROP TABLE cloudtrail",
+    "INSERT INTO cloudtrail SELECT * FROM cloudtrail",
+    "DELETE FROM cloudtrail",
+    "SET datafusion.execution.batch_size = 1",
+    "CREATE VIEW forged AS SELECT 1 AS a",
+];
+
+/// Files and URLs outside the lake, which are not tables.
+const OUTSIDE: [&str; 4] = [
+    "SELECT * FROM '/etc/passwd'",
+    "SELECT * FROM 'file:///etc/passwd'",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM 's3://other-bucket/data.parquet'",
+];
+
 /// Calls whose output would be far larger than their input.
 const AMPLIFIERS: [&str; 6] = [
     "SELECT length(repeat('x', 1500000000))",
@@ -470,6 +489,32 @@ fn every_sql_surface_holds_its_limits_under_attack_and_ingestion_goes_on() {
             (400, Some("rejected")),
             "{sql}: {}",
             brief(&body)
+        );
+    }
+    // The HTTP API's existing abuse cases, over both Postgres protocols: refused as read-only,
+    // or as syntax the Postgres dialect does not have (CREATE EXTERNAL TABLE).
+    let statements = cases(&STATEMENTS);
+    for (result, case) in psycopg(&python, serve.pg, RUN_CASES, &statements)
+        .iter()
+        .zip(statements.as_array().expect("cases"))
+    {
+        assert_eq!(result["ok"], false, "{case} ran: {result}");
+        let code = result["sqlstate"].as_str().unwrap_or_default();
+        assert!(code == "42501" || code == "42601", "{case}: {result}");
+    }
+    assert!(!Path::new("/tmp/auditlake-attack-copy.csv").exists());
+    let outside = cases(&OUTSIDE);
+    for (result, case) in psycopg(&python, serve.pg, RUN_CASES, &outside)
+        .iter()
+        .zip(outside.as_array().expect("cases"))
+    {
+        assert_eq!(result["ok"], false, "{case} read a file: {result}");
+        assert!(
+            !result["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("root:"),
+            "{case}: {result}"
         );
     }
     let write_cases = cases(&WRITES);
