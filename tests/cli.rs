@@ -146,3 +146,70 @@ fn committed_sample_data_is_what_the_generator_writes() {
         );
     }
 }
+
+/// A configuration that names a lake and no source serves queries only: it never falls back to
+/// the sample day, not even when `./sample-data` is in the folder it runs from.
+#[test]
+fn a_configuration_without_sources_serves_queries_only() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, _, err) = run(&[
+        "sample",
+        "generate",
+        "--out",
+        &dir.path().join("sample-data").display().to_string(),
+    ]);
+    assert!(ok, "{err}");
+    let lake = dir.path().join("auditors-lake");
+    std::fs::create_dir_all(&lake).expect("lake");
+    let config = dir.path().join("query-node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "lake = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            lake.display()
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(common::binary())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("welcome");
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .map(str::to_owned);
+    let client = reqwest::blocking::Client::new();
+    let status: Option<serde_json::Value> = base.as_ref().and_then(|base| {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        client
+            .get(format!("{base}/v1/status"))
+            .send()
+            .ok()?
+            .json()
+            .ok()
+    });
+    let count: Option<serde_json::Value> = base.as_ref().and_then(|base| {
+        client
+            .post(format!("{base}/v1/sql"))
+            .body("SELECT count(*) AS n FROM cloudtrail")
+            .send()
+            .ok()?
+            .json()
+            .ok()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(first.contains("queries only"), "{first}");
+    let status = status.expect("status");
+    assert_eq!(status["sources"], serde_json::json!([]), "{status}");
+    let count = count.expect("a query answered");
+    assert_eq!(count["rows"][0]["n"], 0, "nothing ingested: {count}");
+}

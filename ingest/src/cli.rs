@@ -304,9 +304,19 @@ fn print_welcome(url: &str, pg: Option<std::net::SocketAddr>, config: &Config) {
         "SELECT atype, count(*) AS n FROM mongodb_audit GROUP BY atype ORDER BY n DESC",
         "SELECT remote_ip, user, count(*) AS failures FROM mongodb_audit WHERE atype = 'authenticate' AND result <> 0 GROUP BY 1, 2 ORDER BY failures DESC",
     ];
+    let doing = if config.sources.is_empty() {
+        format!(
+            "auditlake is serving SQL over {} at {url} (the configuration names no [[source]]: queries only, nothing is ingested)",
+            config.lake.display()
+        )
+    } else {
+        format!(
+            "auditlake is ingesting into {} and serving SQL at {url}",
+            config.lake.display()
+        )
+    };
     let mut text = format!(
-        "auditlake is ingesting into {} and serving SQL at {url}\n  page:    open {url}/ in a browser\n  status:  curl -s{auth} {url}/v1/status\n  tables:  curl -s{auth} {url}/v1/tables\nExample queries:\n",
-        config.lake.display()
+        "{doing}\n  page:    open {url}/ in a browser\n  status:  curl -s{auth} {url}/v1/status\n  tables:  curl -s{auth} {url}/v1/tables\nExample queries:\n"
     );
     for sql in examples {
         text.push_str(&format!(

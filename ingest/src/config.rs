@@ -53,7 +53,9 @@ pub struct ConfigFile {
     /// Limits on SQL queries (HTTP and Postgres clients).
     #[serde(default)]
     pub sql: SqlConfig,
-    /// Where logs come from (`[[source]]` tables). Default: the folder `./sample-data`.
+    /// Where logs come from (`[[source]]` tables). None: the service only answers queries (a
+    /// node for auditors reading a lake that workers write); the built-in configuration, used
+    /// without `--config`, names the sample day.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
     /// Detection rules.
@@ -605,12 +607,6 @@ impl Config {
                 }
             }
         }
-        if sources.is_empty() {
-            sources.push(SourceSpec::Folder {
-                path: PathBuf::from("sample-data"),
-                atlas_project: None,
-            });
-        }
         let query_limits = file.sql.validate()?;
         let max_heap_bytes = file
             .sql
@@ -903,7 +899,10 @@ mod tests {
         assert_eq!(config.state_dir, PathBuf::from("lake/_state"));
         assert_eq!(config.http_listen.to_string(), DEFAULT_HTTP);
         assert_eq!(config.poll_interval, Duration::from_secs(5));
-        assert_eq!(config.sources.len(), 1);
+        assert!(
+            config.sources.is_empty(),
+            "a file without sources serves queries only; only the built-in one names the sample"
+        );
     }
 
     #[test]

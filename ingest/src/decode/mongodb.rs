@@ -7,10 +7,12 @@
 //! `*_ip` column stays null and `*_ip_text` keeps the text. Unknown top-level fields go to
 //! `unmapped`.
 //!
-//! `param` (often the largest part of a message) is stored as written: when the line had no
-//! escape, simd-json left it as read, and the row takes the bytes between the key `param` and
-//! the next one ([`ParamInLine`]) instead of writing the parsed object out again. Other lines
-//! (and the OCSF schema, where it is nested) have it written as compact JSON.
+//! `param` (often the largest part of a message) is stored as written when it can be: when the
+//! line had no escape, simd-json left it as read, and when the object follows `"param":` and is
+//! followed by the next key or the message's end with nothing between, the row takes its bytes
+//! ([`ParamInLine`]) instead of writing the parsed object out again. Other lines (spaces around
+//! the object, an escape anywhere) and the OCSF schema, where it is nested, have it written out
+//! as compact JSON.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
