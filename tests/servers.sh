@@ -46,13 +46,18 @@ while True:
 EOF
 }
 
-# servers_wait NAME LOG COMMAND...: runs COMMAND until it succeeds, for at most 60 s.
+# servers_wait NAME LOG PID COMMAND...: runs COMMAND until it succeeds, for at most 60 s.
+# Returns 0 once it succeeds, 2 as soon as the process PID has ended (a start that failed, e.g.
+# to bind its port), 1 after the bound, with the server's log.
 servers_wait() {
-  local name="$1" log="$2"
-  shift 2
+  local name="$1" log="$2" pid="$3"
+  shift 3
   for _ in $(seq 1 300); do
     if "$@" >/dev/null 2>&1; then
       return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      return 2
     fi
     sleep 0.2
   done
@@ -61,17 +66,92 @@ servers_wait() {
   return 1
 }
 
+# servers_bind_failure NAME LOG: says which port a server that ended could not bind.
+servers_bind_failure() {
+  local collided
+  collided="$(grep -m1 -iE "address already in use|not available|bind" "$2" || true)"
+  if [ -n "$collided" ]; then
+    echo "$1 ended at start: $collided" >&2
+  else
+    echo "$1 ended at start; the end of its log:" >&2
+    tail -n 5 "$2" >&2
+  fi
+}
+
+# servers_ports N: N distinct free loopback ports whose +10000 twins are free and distinct too.
+servers_ports() {
+  local ports=() p q taken
+  while [ "${#ports[@]}" -lt "$1" ]; do
+    p="$(servers_free_port)"
+    taken=0
+    for q in "${ports[@]}"; do
+      if [ "$p" = "$q" ] || [ "$p" = "$((q + 10000))" ] || [ "$((p + 10000))" = "$q" ]; then
+        taken=1
+      fi
+    done
+    [ "$taken" = 1 ] || ports+=("$p")
+  done
+  echo "${ports[@]}"
+}
+
+# servers_start_moto: moto on a free port, started again on other ports if it could not bind.
+servers_start_moto() {
+  local attempt moto_port status
+  for attempt in 1 2 3; do
+    moto_port="$(servers_free_port)"
+    "$SERVERS_VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$SERVERS_DIR/moto.log" 2>&1 &
+    MOTO_PID=$!
+    export AUDITLAKE_TEST_MOTO="http://127.0.0.1:$moto_port"
+    status=0
+    servers_wait moto "$SERVERS_DIR/moto.log" "$MOTO_PID" curl -sf "$AUDITLAKE_TEST_MOTO/moto-api/" || status=$?
+    case "$status" in
+      0) return 0 ;;
+      2) servers_bind_failure "moto (port $moto_port, attempt $attempt)" "$SERVERS_DIR/moto.log" ;;
+      *) return 1 ;;
+    esac
+  done
+  echo "moto did not start; its log:" >&2
+  cat "$SERVERS_DIR/moto.log" >&2
+  return 1
+}
+
+# servers_start_weed: SeaweedFS on free ports (each also takes port + 10000 for gRPC), started
+# again on other ports if one of them was taken meanwhile.
+servers_start_weed() {
+  local attempt status ports
+  mkdir -p "$SERVERS_DIR/weed"
+  for attempt in 1 2 3; do
+    read -r -a ports <<<"$(servers_ports 5)"
+    AWS_ACCESS_KEY_ID="$AUDITLAKE_TEST_S3_KEY" AWS_SECRET_ACCESS_KEY="$AUDITLAKE_TEST_S3_SECRET" \
+      "$SERVERS_VENV/bin/weed" mini -dir="$SERVERS_DIR/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+      -master.telemetry=false -s3.port="${ports[0]}" -master.port="${ports[1]}" \
+      -volume.port="${ports[2]}" -filer.port="${ports[3]}" -admin.port="${ports[4]}" \
+      -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
+      >"$SERVERS_DIR/weed.log" 2>&1 &
+    WEED_PID=$!
+    export AUDITLAKE_TEST_S3="http://127.0.0.1:${ports[0]}"
+    # The health endpoint answers before writes work: probe with a signed PUT of a bucket.
+    status=0
+    servers_wait seaweedfs "$SERVERS_DIR/weed.log" "$WEED_PID" curl -sf -X PUT \
+      --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AUDITLAKE_TEST_S3_KEY:$AUDITLAKE_TEST_S3_SECRET" \
+      -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$AUDITLAKE_TEST_S3/auditlake-ready" || status=$?
+    case "$status" in
+      0) return 0 ;;
+      2) servers_bind_failure "SeaweedFS (ports ${ports[*]} and each + 10000, attempt $attempt)" "$SERVERS_DIR/weed.log"
+         rm -rf "$SERVERS_DIR/weed" && mkdir -p "$SERVERS_DIR/weed" ;;
+      *) return 1 ;;
+    esac
+  done
+  echo "SeaweedFS did not start; its log:" >&2
+  cat "$SERVERS_DIR/weed.log" >&2
+  return 1
+}
+
 servers_start() {
   servers_install
   export AUDITLAKE_TEST_PYTHON="$SERVERS_VENV/bin/python"
   SERVERS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/auditlake-servers.XXXXXX")"
-
-  local moto_port
-  moto_port="$(servers_free_port)"
-  "$SERVERS_VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$SERVERS_DIR/moto.log" 2>&1 &
-  MOTO_PID=$!
-  export AUDITLAKE_TEST_MOTO="http://127.0.0.1:$moto_port"
-  servers_wait moto "$SERVERS_DIR/moto.log" curl -sf "$AUDITLAKE_TEST_MOTO/moto-api/"
+  servers_start_moto
 
   export AUDITLAKE_TEST_S3_KEY="auditlake-test"
   export AUDITLAKE_TEST_S3_SECRET="auditlake-test-secret"
@@ -81,24 +161,7 @@ servers_start() {
   export AWS_SECRET_ACCESS_KEY="$AUDITLAKE_TEST_S3_SECRET"
   export AWS_REGION="us-east-1"
   export AWS_EC2_METADATA_DISABLED="true"
-  local ports=() p
-  for _ in 1 2 3 4 5; do
-    p="$(servers_free_port)"
-    ports+=("$p")
-  done
-  mkdir -p "$SERVERS_DIR/weed"
-  AWS_ACCESS_KEY_ID="$AUDITLAKE_TEST_S3_KEY" AWS_SECRET_ACCESS_KEY="$AUDITLAKE_TEST_S3_SECRET" \
-    "$SERVERS_VENV/bin/weed" mini -dir="$SERVERS_DIR/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-    -master.telemetry=false -s3.port="${ports[0]}" -master.port="${ports[1]}" \
-    -volume.port="${ports[2]}" -filer.port="${ports[3]}" -admin.port="${ports[4]}" \
-    -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
-    >"$SERVERS_DIR/weed.log" 2>&1 &
-  WEED_PID=$!
-  export AUDITLAKE_TEST_S3="http://127.0.0.1:${ports[0]}"
-  # The health endpoint answers before writes work: probe with a signed PUT of a bucket.
-  servers_wait seaweedfs "$SERVERS_DIR/weed.log" curl -sf -X PUT \
-    --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AUDITLAKE_TEST_S3_KEY:$AUDITLAKE_TEST_S3_SECRET" \
-    -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$AUDITLAKE_TEST_S3/auditlake-ready"
+  servers_start_weed
   echo "test servers: moto at $AUDITLAKE_TEST_MOTO, SeaweedFS S3 at $AUDITLAKE_TEST_S3" >&2
 }
 
