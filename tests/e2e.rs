@@ -518,3 +518,203 @@ async fn event_ids_are_remembered_for_the_retention_before_the_newest_event() {
         );
     }
 }
+
+/// One `AssumeRole`-family record into `role` (account 111122223333 unless the ARN says
+/// otherwise) by `identity`, as delivered to `recipient`.
+fn assumption(
+    id: &str,
+    event_name: &str,
+    identity: serde_json::Value,
+    recipient: &str,
+    shared: Option<&str>,
+) -> serde_json::Value {
+    let mut record = serde_json::json!({
+        "eventVersion": "1.08",
+        "userIdentity": identity,
+        "eventTime": "2026-11-01T10:00:00Z",
+        "eventSource": "sts.amazonaws.com",
+        "eventName": event_name,
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "203.0.113.9",
+        "userAgent": "test",
+        "requestParameters": {
+            "roleArn": "arn:aws:iam::111122223333:role/mongo-atlas-access",
+            "roleSessionName": format!("s-{id}")
+        },
+        "responseElements": {
+            "credentials": {"accessKeyId": format!("ASIA{id}"), "expiration": "Nov 1, 2026 11:00:00 AM"},
+            "assumedRoleUser": {"arn": format!("arn:aws:sts::111122223333:assumed-role/mongo-atlas-access/s-{id}")}
+        },
+        "requestID": format!("req-{id}"),
+        "eventID": format!("00000000-0000-0000-0000-{id:0>12}"),
+        "readOnly": true,
+        "eventType": "AwsApiCall",
+        "managementEvent": true,
+        "recipientAccountId": recipient,
+        "eventCategory": "Management"
+    });
+    if let Some(shared) = shared {
+        record["sharedEventID"] = shared.into();
+    }
+    record
+}
+
+/// `assume_role_events` names the principal and decides cross-account from the accounts it
+/// knows, for every caller type CloudTrail writes (and says nothing where it cannot know).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assume_role_events_name_every_caller_type_and_decide_cross_account_from_known_accounts() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let own = "111122223333";
+    let other = "444455556666";
+    let records = vec![
+        assumption(
+            "1",
+            "AssumeRole",
+            json!({"type": "IAMUser", "principalId": "AIDA1", "arn": format!("arn:aws:iam::{own}:user/alice"), "accountId": own, "userName": "alice"}),
+            own,
+            None,
+        ),
+        assumption(
+            "2",
+            "AssumeRole",
+            json!({"type": "AssumedRole", "principalId": "AROA2:s", "arn": format!("arn:aws:sts::{own}:assumed-role/app/s"), "accountId": own,
+            "sessionContext": {"sessionIssuer": {"type": "Role", "principalId": "AROA2", "arn": format!("arn:aws:iam::{own}:role/app"), "accountId": own, "userName": "app"}}}),
+            own,
+            None,
+        ),
+        assumption(
+            "3",
+            "AssumeRole",
+            json!({"type": "AWSService", "invokedBy": "ec2.amazonaws.com"}),
+            own,
+            None,
+        ),
+        assumption(
+            "4",
+            "AssumeRole",
+            json!({"type": "Root", "principalId": own, "arn": format!("arn:aws:iam::{own}:root"), "accountId": own}),
+            own,
+            None,
+        ),
+        assumption(
+            "5",
+            "AssumeRole",
+            json!({"type": "AssumedRole", "principalId": "AROA5:ci", "arn": format!("arn:aws:sts::{other}:assumed-role/ci/ci"), "accountId": other,
+            "sessionContext": {"sessionIssuer": {"type": "Role", "principalId": "AROA5", "arn": format!("arn:aws:iam::{other}:role/ci"), "accountId": other, "userName": "ci"}}}),
+            other,
+            Some("shared-5"),
+        ),
+        assumption(
+            "6",
+            "AssumeRole",
+            json!({"type": "AWSAccount", "principalId": "AROA5:ci", "accountId": other}),
+            own,
+            Some("shared-5"),
+        ),
+        assumption(
+            "7",
+            "AssumeRole",
+            json!({"type": "AWSAccount", "principalId": "AIDA7", "accountId": own}),
+            own,
+            Some("shared-7"),
+        ),
+        assumption(
+            "8",
+            "AssumeRoleWithWebIdentity",
+            json!({"type": "WebIdentityUser", "principalId": "accounts.google.com:a:b:8", "userName": "8", "identityProvider": "accounts.google.com"}),
+            own,
+            None,
+        ),
+        assumption(
+            "9",
+            "AssumeRoleWithSAML",
+            json!({"type": "SAMLUser", "principalId": "idp:user9", "userName": "user9", "identityProvider": "idp"}),
+            own,
+            None,
+        ),
+        assumption(
+            "10",
+            "AssumeRole",
+            json!({"type": "FederatedUser", "principalId": "FED10:bob", "arn": format!("arn:aws:sts::{own}:federated-user/bob"), "accountId": own,
+            "sessionContext": {"sessionIssuer": {"type": "IAMUser", "principalId": "AIDA10", "arn": format!("arn:aws:iam::{own}:user/bob"), "accountId": own, "userName": "bob"}}}),
+            own,
+            None,
+        ),
+    ];
+    let folder = data.join(format!("AWSLogs/{own}/CloudTrail/us-east-1/2026/11/01"));
+    std::fs::create_dir_all(&folder).expect("folder");
+    let file = folder.join(format!(
+        "{own}_CloudTrail_us-east-1_20261101T1005Z_CALLERTYPES00001.json.gz"
+    ));
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&file).expect("file"),
+        flate2::Compression::default(),
+    );
+    std::io::Write::write_all(&mut gz, json!({"Records": records}).to_string().as_bytes())
+        .expect("write");
+    gz.finish().expect("gzip");
+
+    let service = Running::start(config_for(&dir.path().join("lake"), &data)).await;
+    service.wait_idle().await;
+    let rows = service
+        .sql("SELECT event_id, caller_type, caller_principal, cross_account, owner_event_id FROM assume_role_events ORDER BY event_id")
+        .await;
+    service.stop().await;
+    let by_id: std::collections::BTreeMap<String, &serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["event_id"]
+                    .as_str()
+                    .expect("id")
+                    .trim_start_matches(['0', '-'])
+                    .to_owned(),
+                r,
+            )
+        })
+        .collect();
+    let expect = |id: &str, principal: Option<&str>, cross: Option<bool>| {
+        let row = by_id
+            .get(id)
+            .unwrap_or_else(|| panic!("no row for {id}: {rows:?}"));
+        assert_eq!(row["caller_principal"].as_str(), principal, "{id}: {row}");
+        assert_eq!(row["cross_account"].as_bool(), cross, "{id}: {row}");
+    };
+    expect(
+        "1",
+        Some(&format!("arn:aws:iam::{own}:user/alice")),
+        Some(false),
+    );
+    expect(
+        "2",
+        Some(&format!("arn:aws:iam::{own}:role/app")),
+        Some(false),
+    );
+    expect("3", Some("ec2.amazonaws.com"), Some(false));
+    expect("4", Some(&format!("arn:aws:iam::{own}:root")), Some(false));
+    expect(
+        "5",
+        Some(&format!("arn:aws:iam::{other}:role/ci")),
+        Some(true),
+    );
+    assert!(
+        !by_id.contains_key("6"),
+        "the owner's copy joins its caller's row"
+    );
+    assert!(
+        by_id["5"]["owner_event_id"]
+            .as_str()
+            .is_some_and(|o| o.ends_with("000000000006"))
+    );
+    expect("7", Some("AIDA7"), Some(false));
+    expect("8", Some("accounts.google.com:a:b:8"), None);
+    expect("9", Some("idp:user9"), None);
+    expect(
+        "10",
+        Some(&format!("arn:aws:iam::{own}:user/bob")),
+        Some(false),
+    );
+    assert_eq!(rows.len(), 9, "{rows:?}");
+}

@@ -3,7 +3,9 @@
 //! - `assume_role_events`: the `AssumeRole` family, one row per role assumption: the caller's
 //!   record joined to the role owner's copy of a cross-account call (same `sharedEventID`,
 //!   `userIdentity.type = AWSAccount`); an owner copy whose caller record is not in the lake
-//!   stands alone.
+//!   stands alone. The caller is the session's issuer, the user, its principal id, or the AWS
+//!   service that called; `cross_account` compares the accounts the record knows (NULL where it
+//!   knows none, as for web identity and SAML callers).
 //! - `db_sessions`: one row per MongoDB connection (`conn_uuid` on one host): who, how, from
 //!   where, with which app and driver, when it started and ended, and what it did.
 //! - `identity_activity`: one timeline across both sources.
@@ -33,7 +35,7 @@ SELECT
     o.event_id AS owner_event_id,
     c.shared_event_id,
     c.user_type AS caller_type,
-    COALESCE(c.session_issuer_arn, c.user_arn, c.user_principal_id) AS caller_principal,
+    COALESCE(c.session_issuer_arn, c.user_arn, c.user_principal_id, c.invoked_by) AS caller_principal,
     c.user_arn AS caller_arn,
     c.user_account_id AS caller_account_id,
     c.role_arn,
@@ -47,7 +49,14 @@ SELECT
     c.assumed_role_arn,
     CASE WHEN c.error_code IS NULL THEN 'success' ELSE c.error_code END AS outcome,
     c.error_message,
-    c.user_account_id IS DISTINCT FROM split_part(c.role_arn, ':', 5) AS cross_account,
+    -- The caller's account, where the record tells it: its own, its session issuer's, or for an
+    -- AWS service acting for an account, the account the record was delivered to. Unknown
+    -- (web identity, SAML) or no role account: NULL, not a guess.
+    COALESCE(
+        c.user_account_id,
+        c.session_issuer_account_id,
+        CASE WHEN c.user_type = 'AWSService' THEN c.recipient_account_id END
+    ) <> NULLIF(split_part(c.role_arn, ':', 5), '') AS cross_account,
     c.aws_region,
     c.date,
     c.hour
@@ -75,7 +84,9 @@ SELECT
     o.assumed_role_arn,
     CASE WHEN o.error_code IS NULL THEN 'success' ELSE o.error_code END AS outcome,
     o.error_message,
-    true AS cross_account,
+    -- The owner's copy names the caller's account: a copy of a call from the role's own
+    -- account is not cross-account.
+    o.user_account_id <> NULLIF(split_part(o.role_arn, ':', 5), '') AS cross_account,
     o.aws_region,
     o.date,
     o.hour
