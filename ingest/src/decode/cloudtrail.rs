@@ -15,7 +15,8 @@ use auditlake_schema as schema;
 use super::ObjectContext;
 use super::columns::{SameInEveryRow, TableBuilder, table_columns};
 use super::tape::{
-    boolean, fields, get, text, utf8, write_json, write_key, write_object, write_value,
+    boolean, boolean_noted, fields, get, text, utf8, write_json, write_key, write_object,
+    write_value,
 };
 use super::time::{from_epoch_number, parse_text};
 
@@ -239,8 +240,11 @@ pub fn append(rows: &mut TableBuilder, record: Value<'_, '_>, index: i64, scratc
             }
         },
     };
-    let session_created = text(creation_date)
-        .and_then(|s| parse_text("sessionContext.attributes.creationDate", &s).micros);
+    let session_created = text(creation_date).and_then(|s| {
+        let parsed = parse_text("userIdentity.sessionContext.attributes.creationDate", &s);
+        notes.extend(parsed.note);
+        parsed.micros
+    });
 
     rows.timestamp(Col::event_time, event_time);
     rows.str(Col::event_id, text(f.event_id).as_deref());
@@ -252,8 +256,14 @@ pub fn append(rows: &mut TableBuilder, record: Value<'_, '_>, index: i64, scratc
     rows.str(Col::user_agent, text(f.user_agent).as_deref());
     rows.str(Col::error_code, text(f.error_code).as_deref());
     rows.str(Col::error_message, text(f.error_message).as_deref());
-    rows.bool(Col::read_only, boolean(f.read_only));
-    rows.bool(Col::management_event, boolean(f.management_event));
+    rows.bool(
+        Col::read_only,
+        boolean_noted("readOnly", f.read_only, &mut notes),
+    );
+    rows.bool(
+        Col::management_event,
+        boolean_noted("managementEvent", f.management_event, &mut notes),
+    );
     rows.str(Col::event_type, text(f.event_type).as_deref());
     rows.str(Col::event_category, text(f.event_category).as_deref());
     rows.str(Col::request_id, text(f.request_id).as_deref());

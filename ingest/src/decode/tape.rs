@@ -117,6 +117,27 @@ pub fn text<'i>(value: Option<Value<'_, 'i>>) -> Option<Cow<'i, str>> {
 }
 
 /// A boolean from `true`/`false` or their spelling as text in any case.
+/// A boolean read from a JSON boolean, or from the text `true`/`false` in any case; with a
+/// note naming `field` when it was text (coerced) or neither (left null).
+pub fn boolean_noted(
+    field: &str,
+    value: Option<Value<'_, '_>>,
+    notes: &mut Vec<String>,
+) -> Option<bool> {
+    let value = value?;
+    if let Some(b) = value.as_bool() {
+        return Some(b);
+    }
+    let read = boolean(Some(value));
+    match (read, value.as_str()) {
+        (Some(b), Some(s)) => notes.push(format!("{field} {s:?} is text; read as {b}")),
+        (None, Some(s)) => notes.push(format!("{field} {s:?} is not a boolean; left null")),
+        _ if value.is_null() => {}
+        _ => notes.push(format!("{field} is not a boolean; left null")),
+    }
+    read
+}
+
 pub fn boolean(value: Option<Value<'_, '_>>) -> Option<bool> {
     let value = value?;
     if let Some(b) = value.as_bool() {

@@ -354,3 +354,61 @@ fn param_is_kept_as_written_when_the_line_is_compact_and_written_out_otherwise()
         .as_primitive::<Int32Type>();
     assert_eq!(results.null_count(), 0);
 }
+
+#[test]
+fn coerced_and_dropped_values_are_noted_and_basic_times_read() {
+    let record = |read_only: &str, management: &str, created: &str| {
+        format!(
+            r#"{{"eventVersion":"1.08","eventTime":"2026-11-01T10:00:00Z","eventID":"e","eventName":"GetCallerIdentity","readOnly":{read_only},"managementEvent":{management},"userIdentity":{{"type":"AssumedRole","sessionContext":{{"attributes":{{"creationDate":"{created}","mfaAuthenticated":"false"}}}}}}}}"#
+        )
+    };
+    let created_at = |rows: &RecordBatch| {
+        let column = rows.column_by_name("session_created_at").expect("column");
+        let column = column.as_primitive::<TimestampMicrosecondType>();
+        (!column.is_null(0)).then(|| column.value(0))
+    };
+
+    // Canonical values: no note.
+    let decoded = decode(
+        Format::CloudTrail,
+        record("true", "true", "2013-11-02T01:06:28Z").as_bytes(),
+    );
+    let rows = decoded.cloudtrail.expect("row");
+    assert_eq!(text(&rows, "decode_note", 0), None);
+    assert_eq!(created_at(&rows), Some(1_383_354_388_000_000));
+
+    // The ISO-8601 basic form is a time, read exactly.
+    let decoded = decode(
+        Format::CloudTrail,
+        record("true", "true", "20131102T010628Z").as_bytes(),
+    );
+    let rows = decoded.cloudtrail.expect("row");
+    assert_eq!(created_at(&rows), Some(1_383_354_388_000_000));
+    assert_eq!(text(&rows, "decode_note", 0), None);
+
+    // Text read as a boolean, a boolean that is none, a time that is none: each noted.
+    let decoded = decode(
+        Format::CloudTrail,
+        record(r#""True""#, r#""maybe""#, "yesterday").as_bytes(),
+    );
+    let rows = decoded.cloudtrail.expect("row");
+    let note = text(&rows, "decode_note", 0).expect("a note");
+    assert!(
+        note.contains(r#"readOnly "True" is text; read as true"#),
+        "{note}"
+    );
+    assert!(
+        note.contains(r#"managementEvent "maybe" is not a boolean; left null"#),
+        "{note}"
+    );
+    assert!(
+        note.contains("creationDate") && note.contains("left null"),
+        "{note}"
+    );
+    assert_eq!(created_at(&rows), None);
+    assert!(
+        rows.column_by_name("management_event")
+            .expect("column")
+            .is_null(0)
+    );
+}

@@ -36,9 +36,17 @@ pub fn parse_iso(text: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.timestamp_micros());
     }
-    // `%z` accepts `+0000` as well as `+00:00`.
-    DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z")
-        .ok()
+    // `%z` accepts `+0000` as well as `+00:00`; the basic form (`20131102T010628Z`, as STS
+    // writes some session creation dates) is ISO-8601 too.
+    ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y%m%dT%H%M%S%.f%z"]
+        .iter()
+        .find_map(|format| DateTime::parse_from_str(text, format).ok())
+        .or_else(|| {
+            let utc = text.strip_suffix('Z')?;
+            NaiveDateTime::parse_from_str(utc, "%Y%m%dT%H%M%S%.f")
+                .ok()
+                .map(|t| t.and_utc().fixed_offset())
+        })
         .map(|t| t.timestamp_micros())
 }
 
@@ -128,5 +136,22 @@ mod tests {
         assert_eq!(t.micros, None);
         assert!(t.note.as_deref().is_some_and(|n| n.contains("left null")));
         assert_eq!(parse_text("eventTime", "2019-01-01T00:00:00Z").note, None);
+    }
+
+    #[test]
+    fn the_basic_iso_form_is_read_exactly() {
+        let expected = Some(1_383_354_388_000_000); // 2013-11-02T01:06:28Z
+        for text in [
+            "20131102T010628Z",
+            "20131102T010628+0000",
+            "20131102T030628+0200",
+        ] {
+            let t = parse_text("creationDate", text);
+            assert_eq!((t.micros, t.note), (expected, None), "{text}");
+        }
+        assert_eq!(
+            parse_text("creationDate", "20131102T010628.5Z").micros,
+            Some(1_383_354_388_500_000)
+        );
     }
 }
