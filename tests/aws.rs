@@ -1124,3 +1124,179 @@ async fn a_reader_role_is_assumed_through_sts_before_reading() {
     assert_eq!((report.processed, report.failed), (1, 0));
     assert_eq!(ingestion.pipeline.stats().snapshot().cloudtrail_rows, 2);
 }
+
+/// The distinct CloudTrail event ids of the log files below `folder`.
+fn distinct_events_below(folder: &std::path::Path) -> usize {
+    use std::io::Read as _;
+    let mut ids = std::collections::HashSet::new();
+    for entry in walkdir::WalkDir::new(folder) {
+        let path = entry.expect("walk").into_path();
+        if !path.to_string_lossy().contains("/CloudTrail/") || !path.is_file() {
+            continue;
+        }
+        let mut json = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(&path).expect("open"))
+            .read_to_string(&mut json)
+            .expect("gunzip");
+        let log: serde_json::Value = serde_json::from_str(&json).expect("json");
+        for record in log["Records"].as_array().expect("records") {
+            ids.insert(record["eventID"].as_str().expect("id").to_owned());
+        }
+    }
+    ids.len()
+}
+
+/// `auditlake sql --lake LAKE QUERY` answering one integer.
+async fn lake_count(lake: &std::path::Path, sql: &str) -> i64 {
+    let (ok, out, err) = auditlake(
+        "http://127.0.0.1:9",
+        vec![
+            "sql".into(),
+            "--lake".into(),
+            lake.display().to_string(),
+            "--format".into(),
+            "csv".into(),
+            sql.into(),
+        ],
+    )
+    .await;
+    assert!(ok, "{sql}: {err}");
+    out.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{sql}: {out}"))
+}
+
+/// An S3 source whose prefix lies inside the CloudTrail layout (`AWSLogs/`, an account, a
+/// region, a day) ingests what the bucket's root gives for that part; one that recognises
+/// nothing says so and fails; and keys once skipped as unrecognised are ingested when a source
+/// recognises them later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_prefixes_at_every_depth_of_the_layout_find_the_logs_and_none_found_is_an_error() {
+    let Some(moto) = aws::moto() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (s3, bucket, manifest) = bucket_with_sample(&moto, "prefixes", dir.path()).await;
+    aws::put(&s3, &bucket, "junk/readme.txt", b"not a log".to_vec()).await;
+    aws::put(&s3, &bucket, "junk/data/x.bin", b"not a log".to_vec()).await;
+    let ingest = |lake: std::path::PathBuf, source: String, config: Option<std::path::PathBuf>| {
+        let mut args = vec![
+            "ingest".to_owned(),
+            "--lake".into(),
+            lake.display().to_string(),
+        ];
+        if let Some(config) = config {
+            args.extend(["--config".to_owned(), config.display().to_string()]);
+        }
+        args.push(source);
+        auditlake(&moto, args)
+    };
+
+    let root = dir.path().join("root-lake");
+    let (ok, _, err) = ingest(root.clone(), format!("s3://{bucket}/"), None).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        lake_count(&root, "SELECT count(*) FROM cloudtrail").await as usize,
+        manifest.cloudtrail_rows
+    );
+    for (n, prefix) in [
+        "cloudtrail/",
+        "cloudtrail/AWSLogs/",
+        "cloudtrail/AWSLogs/111122223333/",
+        "cloudtrail/AWSLogs/111122223333/CloudTrail/us-east-1/",
+        "cloudtrail/AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/02/",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let expected = distinct_events_below(&dir.path().join("data").join(prefix));
+        assert!(expected > 0, "{prefix}");
+        let lake = dir.path().join(format!("lake-{n}"));
+        let (ok, out, err) = ingest(lake.clone(), format!("s3://{bucket}/{prefix}"), None).await;
+        assert!(ok, "{prefix}: {err}");
+        assert_eq!(
+            lake_count(&lake, "SELECT count(*) FROM cloudtrail").await as usize,
+            expected,
+            "{prefix}: {out}"
+        );
+    }
+
+    // A prefix beside the logs: said loudly, and a failure.
+    let lake = dir.path().join("junk-lake");
+    let (ok, _, err) = ingest(lake, format!("s3://{bucket}/junk/"), None).await;
+    assert!(!ok, "a source that recognises nothing fails");
+    assert!(
+        err.contains("matches a known layout") && err.contains("junk/"),
+        "{err}"
+    );
+
+    // Keys skipped as unrecognised by one source are ingested when another recognises them.
+    let lake = dir.path().join("again-lake");
+    let config = dir.path().join("atlas-only.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[source]]\ntype = \"s3\"\nbucket = \"{bucket}\"\nkind = \"atlas_audit\"\nendpoint_url = \"{moto}\"\nregion = \"us-east-1\"\n"
+        ),
+    )
+    .expect("config");
+    let (ok, _, err) = ingest(lake.clone(), format!("s3://{bucket}/"), Some(config)).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        lake_count(&lake, "SELECT count(*) FROM cloudtrail").await,
+        0
+    );
+    let (ok, _, err) = ingest(lake.clone(), format!("s3://{bucket}/"), None).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        lake_count(&lake, "SELECT count(*) FROM cloudtrail").await as usize,
+        manifest.cloudtrail_rows
+    );
+}
+
+/// Objects that arrive by notification under a source whose prefix lies inside the CloudTrail
+/// layout are ingested, at every depth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notified_objects_under_a_prefix_inside_the_layout_are_ingested() {
+    let Some(moto) = aws::moto() else { return };
+    for (n, prefix) in [
+        "AWSLogs/".to_owned(),
+        "AWSLogs/111122223333/".to_owned(),
+        format!("{TRAIL}/"),
+        format!("{TRAIL}/2026/11/22/"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (s3, bucket, queue_url) = bucket_and_queue(&moto, "notified-prefix", true).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut spec = s3_spec(&bucket, settings(&moto));
+        spec.prefix = prefix.clone();
+        spec.queue_url = Some(queue_url);
+        let service = Running::start(config(&dir.path().join("lake"), vec![s3_source(spec)])).await;
+        service.wait_idle().await;
+        let key = format!(
+            "{TRAIL}/2026/11/22/111122223333_CloudTrail_us-east-1_20261122T1000Z_prefix{n}.json.gz"
+        );
+        aws::put(
+            &s3,
+            &bucket,
+            &key,
+            cloudtrail_object(&ids(&format!("pfx{n}"), 5), "2026-11-22T09:59:00Z"),
+        )
+        .await;
+        wait_for_count(
+            &service,
+            "SELECT count(*) FROM cloudtrail",
+            5,
+            Duration::from_secs(30),
+        )
+        .await;
+        let status = service.get("/v1/status").await;
+        assert_eq!(
+            status["process"]["scans"].as_u64(),
+            Some(1),
+            "{prefix}: by notification, {status}"
+        );
+        service.stop().await;
+    }
+}

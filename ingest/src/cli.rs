@@ -479,12 +479,16 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
             .progress_chars("=> "),
         );
         let mut failed = 0;
+        let mut unrecognized = Vec::new();
         for listed in &sources {
             progress.set_message(listed.source.name().to_owned());
             let report = pipeline
                 .scan_with_progress(listed.source.as_ref(), &stop, Some(&progress))
                 .await?;
             failed += report.failed;
+            if let Some(example) = report.none_recognized {
+                unrecognized.push(format!("{} (e.g. {example})", listed.source.name()));
+            }
         }
         for stream in &streams {
             progress.set_message(stream.name());
@@ -512,6 +516,12 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         deliverer.deliver_due().await?;
         if failed > 0 {
             bail!("{failed} object(s) could not be ingested; see the log above");
+        }
+        if !unrecognized.is_empty() {
+            bail!(
+                "no object of {} matches a known layout: check the prefix (CloudTrail keys hold AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/, Atlas keys <cluster>/<host>/<logType>/)",
+                unrecognized.join(", ")
+            );
         }
         Ok(ExitCode::SUCCESS)
     })

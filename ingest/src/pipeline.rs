@@ -225,7 +225,7 @@ impl IngestStats {
 }
 
 /// What one scan of one source did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct ScanReport {
     pub listed: usize,
     /// Listed objects the ledger had not recorded in this version.
@@ -233,6 +233,9 @@ pub struct ScanReport {
     pub processed: usize,
     pub failed: usize,
     pub unsettled: usize,
+    /// The source listed objects and none of them matches a known layout (a prefix or `kind`
+    /// that points beside the logs): one of them, as an example.
+    pub none_recognized: Option<String>,
 }
 
 /// The rule engine and where its alerts go; shared by the objects in flight.
@@ -779,6 +782,18 @@ impl Pipeline {
             .ingest_objects(source, &listing.objects, stop, progress)
             .await?;
         report.unsettled = listing.unsettled;
+        if !listing.objects.is_empty()
+            && listing
+                .objects
+                .iter()
+                .all(|o| source.classify(&o.key) == ObjectKind::Unrecognized)
+        {
+            let example = listing.objects[0].uri.clone();
+            self.stats.count_error("none_recognized");
+            tracing::warn!(source = source.name(), listed = listing.objects.len(), example = %example,
+                "the source lists objects but none matches a known layout (CloudTrail AWSLogs/…/CloudTrail/…, Atlas <cluster>/<host>/<logType>/…): check its prefix and kind");
+            report.none_recognized = Some(example);
+        }
         if report.failed == 0 && report.processed == report.fresh && !stop.is_cancelled() {
             self.ledger.save_cursors(&listing.cursors)?;
         }
@@ -797,9 +812,19 @@ impl Pipeline {
         progress: Option<&indicatif::ProgressBar>,
     ) -> Result<ScanReport, ScanError> {
         self.forget_old_claims().await;
+        // A key once skipped as matching no layout is looked at again when this source
+        // recognises it (it was listed before under a prefix the layouts were not matched on).
+        let unrecognized = ObjectKind::Unrecognized.label();
         let fresh: Vec<SourceObject> = self
             .ledger
-            .unrecorded(objects, |o| (o.uri.as_str(), o.version.as_str()))?
+            .unrecorded_or(
+                objects,
+                |o| (o.uri.as_str(), o.version.as_str()),
+                |o, entry| {
+                    entry.kind == unrecognized
+                        && source.classify(&o.key) != ObjectKind::Unrecognized
+                },
+            )?
             .into_iter()
             .cloned()
             .collect();

@@ -185,6 +185,17 @@ impl Ledger {
         objects: &'o [T],
         uri_version: impl Fn(&T) -> (&str, &str),
     ) -> Result<Vec<&'o T>, LedgerError> {
+        self.unrecorded_or(objects, uri_version, |_, _| false)
+    }
+
+    /// As [`Ledger::unrecorded`], and also the objects recorded in their version for which
+    /// `reconsider` says yes (a key skipped as unrecognised that a source now recognises).
+    pub fn unrecorded_or<'o, T>(
+        &self,
+        objects: &'o [T],
+        uri_version: impl Fn(&T) -> (&str, &str),
+        reconsider: impl Fn(&T, &ObjectEntry) -> bool,
+    ) -> Result<Vec<&'o T>, LedgerError> {
         let action = "reading object entries";
         let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
         let table = tx
@@ -202,7 +213,7 @@ impl Ledger {
                                 source,
                             }
                         })?;
-                    entry.version == version
+                    entry.version == version && !reconsider(object, &entry)
                 }
                 None => false,
             };

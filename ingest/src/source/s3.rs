@@ -10,8 +10,9 @@
 //! setup test object) are listed every time; there are few. `CloudTrail-Digest/` and
 //! `CloudTrail-Insight/` folders are not descended into: they hold no events.
 //!
-//! An object is addressed `s3://bucket/key`, its version is its ETag, and its key for
-//! classification is relative to the prefix. Fetches that stall are abandoned after the attempt
+//! An object is addressed `s3://bucket/key`, its version is its ETag, and it is classified by
+//! its whole key, so a prefix inside a layout (`AWSLogs/`, an account, a region, a day) finds
+//! what the bucket's root does. Fetches that stall are abandoned after the attempt
 //! timeout and tried again; a deleted object is reported [`SourceError::Gone`].
 
 use std::collections::{BTreeMap, VecDeque};
@@ -110,10 +111,9 @@ impl S3Source {
     pub fn object(&self, key: &str, etag: &str, size: u64, modified_micros: i64) -> SourceObject {
         SourceObject {
             uri: format!("s3://{}/{key}", self.spec.bucket),
-            key: key
-                .strip_prefix(&self.spec.prefix)
-                .unwrap_or(key)
-                .to_owned(),
+            // The whole key: the layouts are matched on it whatever part of it the prefix covers
+            // (`AWSLogs/`, an account, a region, a day).
+            key: key.to_owned(),
             version: etag.trim_matches('"').to_owned(),
             size,
             modified_micros,
