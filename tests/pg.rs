@@ -17,41 +17,6 @@ async fn start(dir: &std::path::Path) -> (Running, sample::Manifest) {
     (service, manifest)
 }
 
-/// Runs `psql` with `password`; returns (success, stdout, stderr).
-async fn psql(port: u16, password: &str, sql: &str) -> (bool, String, String) {
-    let (password, sql) = (password.to_owned(), sql.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let output = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "auditor",
-                "-d",
-                "auditlake",
-            ])
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", &sql])
-            .env("PGPASSWORD", password)
-            .env("PGCONNECT_TIMEOUT", "10")
-            .output();
-        match output {
-            Ok(o) => (
-                o.status.success(),
-                String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-                String::from_utf8_lossy(&o.stderr).into_owned(),
-            ),
-            Err(e) => {
-                assert!(std::env::var("CI").is_err(), "psql cannot run: {e}");
-                (false, String::new(), format!("psql cannot run: {e}"))
-            }
-        }
-    })
-    .await
-    .expect("psql task")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_queries_the_lake_with_the_token_as_password_and_cannot_write() {
     if Command::new("psql").arg("--version").output().is_err() {
@@ -63,13 +28,14 @@ async fn psql_queries_the_lake_with_the_token_as_password_and_cannot_write() {
     let (service, manifest) = start(dir.path()).await;
     let port = service.pg.expect("pg address").port();
 
-    let (ok, out, err) = psql(port, TOKEN, "SELECT count(*) FROM cloudtrail").await;
+    let (ok, out, err) = common::psql(port, TOKEN, "SELECT count(*) FROM cloudtrail", &[]).await;
     assert!(ok, "{err}");
     assert_eq!(out, manifest.cloudtrail_rows.to_string());
-    let (ok, out, err) = psql(
+    let (ok, out, err) = common::psql(
         port,
         TOKEN,
         "SELECT caller_principal, count(*) FROM assume_role_events WHERE outcome = 'AccessDenied' GROUP BY 1",
+        &[],
     )
     .await;
     assert!(ok, "{err}");
@@ -85,7 +51,7 @@ async fn psql_queries_the_lake_with_the_token_as_password_and_cannot_write() {
         "SET datafusion.execution.batch_size = 1".to_owned(),
         format!("COPY (SELECT 1) TO '{}'", copy_target.display()),
     ] {
-        let (ok, _, err) = psql(port, TOKEN, &sql).await;
+        let (ok, _, err) = common::psql(port, TOKEN, &sql, &[]).await;
         assert!(!ok, "{sql} ran");
         assert!(
             err.contains("read-only") || err.contains("42501") || err.contains("ERROR"),
@@ -94,7 +60,7 @@ async fn psql_queries_the_lake_with_the_token_as_password_and_cannot_write() {
     }
     assert!(!copy_target.exists());
 
-    let (ok, _, err) = psql(port, "wrong", "SELECT 1").await;
+    let (ok, _, err) = common::psql(port, "wrong", "SELECT 1", &[]).await;
     assert!(!ok);
     assert!(
         err.contains("password") || err.contains("authentication"),
@@ -102,7 +68,7 @@ async fn psql_queries_the_lake_with_the_token_as_password_and_cannot_write() {
     );
 
     // Still serving.
-    let (ok, out, err) = psql(port, TOKEN, "SELECT 1").await;
+    let (ok, out, err) = common::psql(port, TOKEN, "SELECT 1", &[]).await;
     assert!(ok && out == "1", "{err}");
     service.stop().await;
 }
@@ -314,7 +280,7 @@ async fn every_grafana_panel_runs_through_psycopg_and_psql() {
 
     // psql (the simple query protocol) runs every panel too.
     for (panel, _, sql) in &queries {
-        let (ok, out, err) = psql(port, TOKEN, sql).await;
+        let (ok, out, err) = common::psql(port, TOKEN, sql, &[]).await;
         assert!(ok && !out.is_empty(), "{}: {err}", panel["title"]);
     }
     service.stop().await;

@@ -420,38 +420,15 @@ async fn with_a_certificate_both_servers_speak_tls_and_idle_connections_are_clos
     );
 
     let port = service.pg.expect("pg").port();
-    let psql = |sslmode: &'static str| {
-        std::process::Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "auditor",
-                "-d",
-                "auditlake",
-            ])
-            .args(["-X", "-A", "-t", "-c", "SELECT count(*) FROM cloudtrail"])
-            .env("PGPASSWORD", TOKEN)
-            .env("PGSSLMODE", sslmode)
-            .env("PGCONNECT_TIMEOUT", "10")
-            .output()
-    };
-    match psql("require") {
-        Ok(output) => {
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            assert_eq!(
-                String::from_utf8_lossy(&output.stdout).trim(),
-                manifest.cloudtrail_rows.to_string()
-            );
-        }
-        Err(e) => assert!(std::env::var("CI").is_err(), "psql cannot run: {e}"),
-    }
+    let (ok, out, err) = common::psql(
+        port,
+        TOKEN,
+        "SELECT count(*) FROM cloudtrail",
+        &[("PGSSLMODE", "require")],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(out, manifest.cloudtrail_rows.to_string());
 
     // A connection that never starts its TLS handshake is closed after the header timeout.
     let addr: std::net::SocketAddr = service

@@ -25,6 +25,41 @@ pub fn lake_counts(manifest: &auditlake_ingest::sample::Manifest) -> [(&'static 
     ]
 }
 
+/// Runs `psql` against the Postgres server on `port` with `password` and the extra environment
+/// `env` (e.g. `PGSSLMODE`); returns (success, stdout trimmed, stderr). A `psql` that cannot run
+/// fails the test under CI.
+pub async fn psql(
+    port: u16,
+    password: &str,
+    sql: &str,
+    env: &[(&'static str, &'static str)],
+) -> (bool, String, String) {
+    let (password, sql, env) = (password.to_owned(), sql.to_owned(), env.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-U", "auditor", "-d", "auditlake"])
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", &sql])
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .envs(env)
+            .output();
+        match output {
+            Ok(o) => (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            ),
+            Err(e) => {
+                assert!(std::env::var("CI").is_err(), "psql cannot run: {e}");
+                (false, String::new(), format!("psql cannot run: {e}"))
+            }
+        }
+    })
+    .await
+    .expect("psql task")
+}
+
 /// The `auditlake` binary built for these tests.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_auditlake"))
