@@ -219,4 +219,12 @@ fn sigkill_at_random_moments_then_restart_yields_the_uninterrupted_lake() {
     );
     serve.child.kill().expect("kill");
     serve.child.wait().expect("reap");
+    // What the kills left half-written was removed at the restart.
+    let strays: Vec<_> = walkdir::WalkDir::new(&lake)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(strays.is_empty(), "temporary files left: {strays:?}");
 }

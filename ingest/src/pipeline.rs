@@ -46,6 +46,10 @@ use crate::source::{LogSource, SourceError, SourceObject};
 /// time for a write the stopped process had sent to be applied (or refused) by the store.
 pub const PUBLISH_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Age past which a temporary file in a shared lake is a stray: a group fills and publishes in
+/// seconds, so no live worker still writes one this old.
+const STRAY_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// How long before the newest event the ledger keeps event-id claims, by default (see
 /// [`Ledger::forget_old_claims`]).
 pub const EVENT_ID_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
@@ -704,8 +708,30 @@ impl Pipeline {
     }
 
     /// Deletes the files of groups that were being published when an earlier run stopped and
-    /// were never committed (see [`Group`]). Call once, before ingesting.
+    /// were never committed (see [`Group`]), and the temporary files it left. Call once, before
+    /// ingesting.
     pub async fn recover(&self) -> Result<usize, ObjectError> {
+        // Temporary files of groups a killed run was filling, or that failed: in a lake of its
+        // own all are ours; a shared lake keeps what another worker may be writing now.
+        let older_than = self.shared.as_ref().map(|_| STRAY_TEMP_AGE);
+        let writer = self.writer.clone();
+        let removed =
+            tokio::task::spawn_blocking(move || writer.remove_stray_temp_files(older_than))
+                .await
+                .map_err(|e| ObjectError::Task {
+                    uri: String::new(),
+                    message: e.to_string(),
+                })?
+                .map_err(|source| ObjectError::Write {
+                    uri: String::new(),
+                    source,
+                })?;
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed temporary files an earlier run left in the lake"
+            );
+        }
         let ledger = self.ledger.clone();
         let unfinished = ledger.unfinished_publishes()?;
         if unfinished.is_empty() {

@@ -176,6 +176,50 @@ impl LakeWriter {
         }
     }
 
+    /// Deletes the temporary files a stopped run left in a local lake (a group being filled when
+    /// the process was killed, or one that failed), those last modified more than `older_than`
+    /// ago, or all of them with `None`; returns how many. A lake on an object store has none.
+    pub fn remove_stray_temp_files(
+        &self,
+        older_than: Option<std::time::Duration>,
+    ) -> Result<usize, WriteError> {
+        let LakeRoot::Local(root) = &self.root else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for table in schema::TABLES {
+            for entry in walkdir::WalkDir::new(root.join(table))
+                .into_iter()
+                .flatten()
+            {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy();
+                if !entry.file_type().is_file() || !name.starts_with('.') || !name.ends_with(".tmp")
+                {
+                    continue;
+                }
+                let old_enough = match older_than {
+                    None => true,
+                    Some(age) => entry
+                        .metadata()
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|elapsed| elapsed > age),
+                };
+                if !old_enough {
+                    continue;
+                }
+                match std::fs::remove_file(path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io("deleting", path)(e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Deletes lake files (relative paths) and, in a local lake, their temporary names; files
     /// already gone are fine. Used to undo files of a group that was never committed.
     pub fn discard(&self, relative_paths: &[String]) -> Result<(), WriteError> {
@@ -1307,6 +1351,36 @@ mod tests {
         assert_eq!(files.len(), hours.len() + 1);
         let total: usize = files.iter().map(|f| read_uris(dir.path(), f).len()).sum();
         assert_eq!(total, hours.len() + 1, "every row once");
+    }
+
+    #[test]
+    fn stray_temporary_files_are_removed_at_start_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = LakeWriter::create(LakeRoot::Local(dir.path().to_path_buf())).expect("writer");
+        let partition = dir.path().join("cloudtrail/date=2026-11-01/hour=10");
+        std::fs::create_dir_all(&partition).expect("partition");
+        let old = partition.join(".g-1.parquet.tmp");
+        let new = partition.join(".g-2.parquet.tmp");
+        let published = partition.join("g-0.parquet");
+        for path in [&old, &new, &published] {
+            std::fs::write(path, b"x").expect("file");
+        }
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .and_then(|f| f.set_modified(an_hour_ago))
+            .expect("age");
+
+        // Shared lake: only what no live worker can still be writing.
+        let removed = writer
+            .remove_stray_temp_files(Some(std::time::Duration::from_secs(3600)))
+            .expect("remove");
+        assert_eq!(removed, 1);
+        assert!(!old.exists() && new.exists() && published.exists());
+        // A lake of its own: every temporary file.
+        assert_eq!(writer.remove_stray_temp_files(None).expect("remove"), 1);
+        assert!(!new.exists() && published.exists());
     }
 
     #[test]
