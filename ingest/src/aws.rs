@@ -90,8 +90,21 @@ impl AwsSettings {
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     let s3 = aws_sdk_s3::config::Builder::from(config)
         .force_path_style(config.endpoint_url().is_some())
+        .retry_partition(without_retry_quota("auditlake-s3"))
         .build();
     aws_sdk_s3::Client::from_conf(s3)
+}
+
+/// A retry partition of its own without the SDK's retry quota. The standard strategy takes a
+/// few tokens from a shared bucket for every retry and stops retrying once the bucket is empty,
+/// so under a brownout (30% of requests answered 503) requests failed after one to three
+/// attempts. A long-running ingester wants `max_attempts` to mean what it says, with the
+/// backoff and jitter between attempts; object-level retries still follow.
+pub fn without_retry_quota(name: &'static str) -> aws_sdk_s3::config::retry::RetryPartition {
+    use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
+    RetryPartition::custom(name)
+        .token_bucket(TokenBucket::unlimited())
+        .build()
 }
 
 /// The message of an SDK error with its code, e.g. `SlowDown: Please reduce your request rate`.

@@ -84,7 +84,11 @@ impl CloudWatchSource {
     pub async fn connect(spec: CloudWatchSpec, ledger: Arc<Ledger>) -> Self {
         let config = spec.aws.load().await;
         CloudWatchSource {
-            client: Client::new(&config),
+            client: Client::from_conf(
+                aws_sdk_cloudwatchlogs::config::Builder::from(&config)
+                    .retry_partition(crate::aws::without_retry_quota("auditlake-logs"))
+                    .build(),
+            ),
             spec,
             ledger,
             recent: Mutex::default(),

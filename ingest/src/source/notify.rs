@@ -197,7 +197,11 @@ impl QueueConsumer {
     ) -> Self {
         let config = aws.load().await;
         QueueConsumer {
-            client: Client::new(&config),
+            client: Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(&config)
+                    .retry_partition(crate::aws::without_retry_quota("auditlake-sqs"))
+                    .build(),
+            ),
             queue_url,
             sources,
             pipeline,
