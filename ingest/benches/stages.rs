@@ -72,7 +72,7 @@ fn context(object: &Object) -> ObjectContext<'_> {
 
 fn inflated(object: &Object) -> Vec<u8> {
     if decode::is_gzip(&object.bytes) {
-        decode::gunzip(&object.bytes, usize::MAX).0
+        decode::gunzip(&object.bytes, usize::MAX).content
     } else {
         object.bytes.clone()
     }

@@ -150,15 +150,31 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
     bytes.starts_with(&GZIP_MAGIC)
 }
 
-/// The decompressed bytes, and the error that cut the stream short, if any. What was inflated
-/// before an error is kept so that whole lines before a truncation still count.
+/// What a gzip object inflates to.
+#[derive(Debug, Default)]
+pub struct Gunzipped {
+    /// The inflated bytes of every member that inflated whole and matched its checksum, and
+    /// what was inflated of a member cut short (whole lines before a truncation still count).
+    pub content: Vec<u8>,
+    /// The error that cut the stream short, if any.
+    pub error: Option<String>,
+    /// The inflated bytes of each member whose checksum did not match, with its number: what
+    /// they say cannot be trusted, so they are not content.
+    pub unverified: Vec<(usize, Vec<u8>)>,
+}
+
+/// Inflates a gzip object; see [`Gunzipped`].
 ///
 /// A whole single-member stream (what CloudTrail and Atlas write) is inflated in one call by
 /// libdeflate into a buffer of the size its trailer announces; anything else (several members,
-/// a truncated or corrupt stream, a size over the limit) takes the streaming path.
-pub fn gunzip(bytes: &[u8], limit: usize) -> (Vec<u8>, Option<String>) {
+/// a truncated or corrupt stream, a size over the limit) takes the streaming path, one member at
+/// a time.
+pub fn gunzip(bytes: &[u8], limit: usize) -> Gunzipped {
     if let Some(content) = gunzip_single_member(bytes, limit) {
-        return (content, None);
+        return Gunzipped {
+            content,
+            ..Gunzipped::default()
+        };
     }
     gunzip_streaming(bytes, limit)
 }
@@ -191,23 +207,49 @@ fn gunzip_single_member(bytes: &[u8], limit: usize) -> Option<Vec<u8>> {
     (inflated == size && crc32fast::hash(&out) == crc).then_some(out)
 }
 
-fn gunzip_streaming(bytes: &[u8], limit: usize) -> (Vec<u8>, Option<String>) {
-    let mut out = Vec::with_capacity(bytes.len().saturating_mul(8).min(limit));
-    let decoder = flate2::read::MultiGzDecoder::new(bytes);
-    let mut bounded = decoder.take(limit as u64 + 1);
-    match bounded.read_to_end(&mut out) {
-        Ok(_) if out.len() > limit => (
-            out,
-            Some(format!(
-                "decompressed size exceeds the {limit}-byte object limit"
-            )),
-        ),
-        Ok(_) => (out, None),
-        Err(e) => (
-            out,
-            Some(format!("gzip stream is corrupt or truncated: {e}")),
-        ),
+fn gunzip_streaming(bytes: &[u8], limit: usize) -> Gunzipped {
+    let mut out = Gunzipped {
+        content: Vec::with_capacity(bytes.len().saturating_mul(8).min(limit)),
+        ..Gunzipped::default()
+    };
+    let mut rest: &[u8] = bytes;
+    let mut member = 0;
+    let mut inflated = 0usize;
+    while !rest.is_empty() {
+        member += 1;
+        if member > 1 && !is_gzip(rest) {
+            out.error = Some(format!(
+                "gzip stream is corrupt or truncated: {} bytes after member {} are not gzip",
+                rest.len(),
+                member - 1
+            ));
+            break;
+        }
+        let mut decoder = flate2::bufread::GzDecoder::new(rest);
+        let mut piece = Vec::new();
+        let room = (limit + 1).saturating_sub(inflated) as u64;
+        let result = (&mut decoder).take(room).read_to_end(&mut piece);
+        inflated += piece.len();
+        let remaining = decoder.get_ref().len();
+        match result {
+            Ok(_) if inflated > limit => {
+                out.content.extend_from_slice(&piece);
+                out.error = Some(format!(
+                    "decompressed size exceeds the {limit}-byte object limit"
+                ));
+                break;
+            }
+            Ok(_) => out.content.extend_from_slice(&piece),
+            Err(e) if e.to_string().contains("checksum") => out.unverified.push((member, piece)),
+            Err(e) => {
+                out.content.extend_from_slice(&piece);
+                out.error = Some(format!("gzip stream is corrupt or truncated: {e}"));
+                break;
+            }
+        }
+        rest = &rest[rest.len() - remaining..];
     }
+    out
 }
 
 /// Decodes one object's bytes; see the module documentation.
@@ -224,20 +266,37 @@ pub fn decode_object(
     let mut rejects = Rejects::new(ctx, target);
     let mut out = Decoded::default();
 
-    let (mut content, gzip_error) = if is_gzip(bytes) {
+    let Gunzipped {
+        mut content,
+        error: gzip_error,
+        unverified,
+    } = if is_gzip(bytes) {
         gunzip(bytes, limits.max_object_bytes)
     } else if bytes.len() > limits.max_object_bytes {
-        (
-            Vec::new(),
-            Some(format!(
+        Gunzipped {
+            error: Some(format!(
                 "object exceeds the {}-byte limit",
                 limits.max_object_bytes
             )),
-        )
+            ..Gunzipped::default()
+        }
     } else {
-        (bytes.to_vec(), None)
+        Gunzipped {
+            content: bytes.to_vec(),
+            ..Gunzipped::default()
+        }
     };
     out.decompressed_bytes = content.len();
+
+    // Evidence that fails its own checksum is not ingested: each line of such a member is
+    // rejected with the reason, as read.
+    for (member, bytes) in &unverified {
+        let reason =
+            format!("gzip member {member} does not match its checksum: its lines are not trusted");
+        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            rejects.push(None, &reason, line);
+        }
+    }
 
     // After a decompression error only whole lines are trusted; the rest is rejected whole.
     if let Some(reason) = gzip_error {

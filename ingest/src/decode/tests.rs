@@ -412,3 +412,47 @@ fn coerced_and_dropped_values_are_noted_and_basic_times_read() {
             .is_null(0)
     );
 }
+
+#[test]
+fn a_gzip_member_that_fails_its_checksum_becomes_rejects_not_rows() {
+    let line = |n: usize| {
+        format!(
+            r#"{{"atype":"authenticate","ts":{{"$date":"2026-11-01T00:00:0{n}.000+00:00"}},"param":{{"user":"u{n}","db":"admin","mechanism":"SCRAM-SHA-256"}},"result":0}}"#
+        )
+    };
+    let first = gzip(format!("{}\n{}\n", line(1), line(2)).as_bytes());
+    let mut second = gzip(format!("{}\n{}\n{}\n", line(3), line(4), line(5)).as_bytes());
+    // The CRC-32 is the trailer's first four bytes: one flipped bit there, and the member's
+    // content no longer matches what it says of itself.
+    let crc_at = second.len() - 8;
+    second[crc_at] ^= 0x01;
+    let third = gzip(format!("{}\n", line(6)).as_bytes());
+    for object in [
+        [first.clone(), second.clone(), third.clone()].concat(),
+        second.clone(),
+    ] {
+        let decoded = decode(Format::MongoAudit, &object);
+        let rows = decoded.mongodb_audit.as_ref().map_or(0, |b| b.num_rows());
+        let rejected = decoded.rejected.as_ref().expect("rejects");
+        let whole = object.len() > second.len();
+        assert_eq!(
+            rows,
+            if whole { 3 } else { 0 },
+            "lines of the intact members only"
+        );
+        assert_eq!(rejected.num_rows(), 3, "each line of the failed member");
+        for row in 0..rejected.num_rows() {
+            let reason = text(rejected, "reason", row).expect("reason");
+            assert!(reason.contains("does not match its checksum"), "{reason}");
+        }
+        if whole {
+            let users: Vec<_> = (0..3)
+                .map(|r| text(decoded.mongodb_audit.as_ref().expect("rows"), "user", r))
+                .collect();
+            assert_eq!(
+                users,
+                [Some("u1".into()), Some("u2".into()), Some("u6".into())]
+            );
+        }
+    }
+}
