@@ -360,7 +360,7 @@ const WRITES: [&str; 8] = [
 /// Statements that change or reach outside anything.
 const STATEMENTS: [&str; 7] = [
     "CREATE EXTERNAL TABLE stolen (line TEXT) STORED AS CSV LOCATION '/etc/passwd'",
-    "COPY (SELECT * FROM cloudtrail) TO '/tmp/auditlake-attack-copy.csv'",
+    "COPY (SELECT * FROM cloudtrail) TO 'auditlake-attack-copy.csv'",
     "DROP TABLE cloudtrail",
     "INSERT INTO cloudtrail SELECT * FROM cloudtrail",
     "DELETE FROM cloudtrail",
@@ -502,7 +502,7 @@ fn every_sql_surface_holds_its_limits_under_attack_and_ingestion_goes_on() {
         let code = result["sqlstate"].as_str().unwrap_or_default();
         assert!(code == "42501" || code == "42601", "{case}: {result}");
     }
-    assert!(!Path::new("/tmp/auditlake-attack-copy.csv").exists());
+    assert!(!Path::new("auditlake-attack-copy.csv").exists());
     let outside = cases(&OUTSIDE);
     for (result, case) in psycopg(&python, serve.pg, RUN_CASES, &outside)
         .iter()
