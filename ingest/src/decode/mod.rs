@@ -128,7 +128,12 @@ impl<'a> Rejects<'a> {
     }
 
     fn push(&mut self, index: Option<i64>, reason: &str, raw: &[u8]) {
-        let truncated = raw.len() > schema::REJECTED_RAW_LIMIT;
+        self.push_part(index, reason, raw, raw.len());
+    }
+
+    /// As [`Rejects::push`] for an input of `size` bytes of which `raw` is the head.
+    fn push_part(&mut self, index: Option<i64>, reason: &str, raw: &[u8], size: usize) {
+        let truncated = size > schema::REJECTED_RAW_LIMIT;
         let kept = &raw[..raw.len().min(schema::REJECTED_RAW_LIMIT)];
         let r = &mut self.rows;
         r.str(RejectCol::source_uri, Some(self.ctx.source_uri));
@@ -136,7 +141,7 @@ impl<'a> Rejects<'a> {
         r.str(RejectCol::target_table, Some(self.target));
         r.str(RejectCol::reason, Some(reason));
         r.binary(RejectCol::raw, Some(kept));
-        r.i64(RejectCol::raw_size, i64::try_from(raw.len()).ok());
+        r.i64(RejectCol::raw_size, i64::try_from(size).ok());
         r.bool(RejectCol::raw_truncated, Some(truncated));
         r.timestamp(RejectCol::ingested_at, Some(self.ctx.ingested_at_micros));
         r.end_row();
@@ -144,6 +149,9 @@ impl<'a> Rejects<'a> {
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// The byte order mark some writers put before UTF-8 text.
+const UTF8_BOM: &[u8] = &[0xEF, 0xBB, 0xBF];
 
 /// Whether bytes are gzip, by their magic number.
 pub fn is_gzip(bytes: &[u8]) -> bool {
@@ -287,6 +295,10 @@ pub fn decode_object(
         }
     };
     out.decompressed_bytes = content.len();
+    // A UTF-8 byte order mark says how the text is encoded; it is not part of the first record.
+    if content.starts_with(UTF8_BOM) {
+        content.drain(..UTF8_BOM.len());
+    }
 
     // Evidence that fails its own checksum is not ingested: each line of such a member is
     // rejected with the reason, as read.
@@ -408,6 +420,7 @@ fn decode_cloudtrail(
     }
     let raw_copy_len = content.len().min(schema::REJECTED_RAW_LIMIT + 1);
     let raw_head = content[..raw_copy_len].to_vec();
+    let size = content.len();
     if content.iter().all(u8::is_ascii_whitespace) {
         return;
     }
@@ -430,14 +443,19 @@ fn decode_cloudtrail(
             }
             None => match cloudtrail::not_a_record(document) {
                 None => cloudtrail::append(rows, document, 0, &mut scratch),
-                Some(reason) => rejects.push(None, reason, &raw_head),
+                Some(reason) => rejects.push_part(None, reason, &raw_head, size),
             },
         }
         false
     });
     match parsed {
         Ok(digest) => out.digest = digest,
-        Err(e) => rejects.push(None, &format!("invalid JSON document: {e}"), &raw_head),
+        Err(e) => rejects.push_part(
+            None,
+            &format!("invalid JSON document: {e}"),
+            &raw_head,
+            size,
+        ),
     }
 }
 

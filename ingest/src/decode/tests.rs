@@ -456,3 +456,39 @@ fn a_gzip_member_that_fails_its_checksum_becomes_rejects_not_rows() {
         }
     }
 }
+
+#[test]
+fn a_byte_order_mark_before_the_text_is_not_part_of_the_first_record() {
+    let bom = [0xEF, 0xBB, 0xBF];
+    let document = format!(r#"{{"Records":[{ASSUME_ROLE}]}}"#);
+    for bytes in [
+        [&bom[..], document.as_bytes()].concat(),
+        gzip(&[&bom[..], document.as_bytes()].concat()),
+    ] {
+        let decoded = decode(Format::CloudTrail, &bytes);
+        assert_eq!(decoded.cloudtrail.map(|b| b.num_rows()), Some(1));
+        assert!(decoded.rejected.is_none());
+    }
+    let lines = r#"{"atype":"logout","ts":{"$date":"2026-11-01T00:00:00.000+00:00"},"param":{},"result":0}"#;
+    let decoded = decode(Format::MongoAudit, &[&bom[..], lines.as_bytes()].concat());
+    assert_eq!(decoded.row_counts(), (0, 1, 0));
+}
+
+#[test]
+fn a_rejected_cloudtrail_document_reports_its_real_size() {
+    let document = format!(
+        r#"{{"Records":[{ASSUME_ROLE}],"padding":"{}"#,
+        "x".repeat(schema::REJECTED_RAW_LIMIT * 2)
+    );
+    let decoded = decode(Format::CloudTrail, document.as_bytes());
+    let rejected = decoded
+        .rejected
+        .expect("the unfinished document is rejected");
+    let size = rejected
+        .column_by_name("raw_size")
+        .expect("size")
+        .as_primitive::<Int64Type>();
+    assert_eq!(size.value(0) as usize, document.len());
+    let truncated = rejected.column_by_name("raw_truncated").expect("t");
+    assert!(truncated.as_boolean().value(0));
+}
