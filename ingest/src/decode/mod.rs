@@ -169,6 +169,9 @@ pub struct Gunzipped {
     /// The inflated bytes of each member whose checksum did not match, with its number: what
     /// they say cannot be trusted, so they are not content.
     pub unverified: Vec<(usize, Vec<u8>)>,
+    /// Bytes after the last whole member that are not gzip: the members before them are whole,
+    /// so their content stands.
+    pub trailing: Vec<u8>,
 }
 
 /// Inflates a gzip object; see [`Gunzipped`].
@@ -226,11 +229,7 @@ fn gunzip_streaming(bytes: &[u8], limit: usize) -> Gunzipped {
     while !rest.is_empty() {
         member += 1;
         if member > 1 && !is_gzip(rest) {
-            out.error = Some(format!(
-                "gzip stream is corrupt or truncated: {} bytes after member {} are not gzip",
-                rest.len(),
-                member - 1
-            ));
+            out.trailing = rest.to_vec();
             break;
         }
         let mut decoder = flate2::bufread::GzDecoder::new(rest);
@@ -278,6 +277,7 @@ pub fn decode_object(
         mut content,
         error: gzip_error,
         unverified,
+        trailing,
     } = if is_gzip(bytes) {
         gunzip(bytes, limits.max_object_bytes)
     } else if bytes.len() > limits.max_object_bytes {
@@ -298,6 +298,14 @@ pub fn decode_object(
     // A UTF-8 byte order mark says how the text is encoded; it is not part of the first record.
     if content.starts_with(UTF8_BOM) {
         content.drain(..UTF8_BOM.len());
+    }
+
+    if !trailing.is_empty() {
+        let reason = format!(
+            "{} bytes after the last gzip member are not gzip",
+            trailing.len()
+        );
+        rejects.push(None, &reason, &trailing);
     }
 
     // Evidence that fails its own checksum is not ingested: each line of such a member is

@@ -492,3 +492,22 @@ fn a_rejected_cloudtrail_document_reports_its_real_size() {
     let truncated = rejected.column_by_name("raw_truncated").expect("t");
     assert!(truncated.as_boolean().value(0));
 }
+
+#[test]
+fn bytes_after_an_intact_gzip_member_are_rejected_and_the_member_kept() {
+    let document = format!(r#"{{"Records":[{ASSUME_ROLE}]}}"#);
+    let object = [
+        gzip(document.as_bytes()),
+        b"\x00\x00trailing garbage".to_vec(),
+    ]
+    .concat();
+    let decoded = decode(Format::CloudTrail, &object);
+    assert_eq!(decoded.row_counts(), (1, 0, 1), "the document stands whole");
+    let rejected = decoded.rejected.expect("the trailing bytes");
+    let reason = text(&rejected, "reason", 0).expect("reason");
+    assert!(reason.contains("after the last gzip member"), "{reason}");
+
+    let lines = r#"{"atype":"logout","ts":{"$date":"2026-11-01T00:00:00.000+00:00"},"param":{},"result":0}"#;
+    let object = [gzip(lines.as_bytes()), b"junk".to_vec()].concat();
+    assert_eq!(decode(Format::MongoAudit, &object).row_counts(), (0, 1, 1));
+}
