@@ -275,11 +275,17 @@ impl LakeWriter {
     /// (rewriting each file without them, or deleting it when none remain), so that a new
     /// version of an object replaces the rows of the version ingested before. Files of tables
     /// without a `source_uri` column (alerts) are left alone. Repeating it changes nothing.
+    ///
+    /// Rewrites are serialized in the process: the objects of one commit group share its files,
+    /// and two of them replaced at once would each read the file, drop their own rows and write
+    /// it back under the same temporary name.
     pub fn remove_rows_of(
         &self,
         source_uri: &str,
         relative_paths: &[String],
     ) -> Result<(), WriteError> {
+        static REWRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _rewriting = REWRITING.lock().unwrap_or_else(|p| p.into_inner());
         for relative in relative_paths {
             let table = relative.split('/').next().unwrap_or_default();
             if schema::file_schema(table).is_none_or(|s| s.column_with_name("source_uri").is_none())
