@@ -172,3 +172,226 @@ async fn folder_files_that_grow_while_serve_runs_keep_every_file_readable_and_ea
     }
     service.stop().await;
 }
+
+/// A tmpfs of its own, mounted by the test (as root) and unmounted when dropped.
+struct SmallFilesystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    /// Mounts `megabytes` of tmpfs; `None` (or a failure under CI) when this process may not.
+    fn mount(megabytes: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            assert!(
+                std::env::var("CI").is_err(),
+                "mounting a tmpfs failed: the fault test runs as root under CI"
+            );
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return None;
+        }
+        Some(SmallFilesystem { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// An alert for every login, one per user, address and five minutes: hundreds of alerts,
+/// raised by objects of different groups.
+const DETECT: &str = "[detect.mongodb_unexpected_network]\nallowed_cidrs = [\"192.0.2.0/24\"]\ndedup_window = \"5m\"\n";
+
+/// What must come out the same: rows of each table and the alert ids.
+fn lake_facts(lake: &Path) -> (Vec<usize>, usize) {
+    let counts = ["cloudtrail", "mongodb_audit", "rejected", "alerts"]
+        .iter()
+        .map(|t| sql_count(lake, &format!("SELECT count(*) FROM {t}")))
+        .collect();
+    let ids = sql_count(lake, "SELECT count(DISTINCT alert_id) FROM alerts");
+    (counts, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lake_whose_filesystem_fills_up_during_serve_gets_every_object_once_when_space_returns() {
+    let Some(small) = SmallFilesystem::mount(48) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let options = auditlake_ingest::sample::SampleOptions {
+        cloudtrail_records: 40_000,
+        audit_lines: 40_000,
+        ..Default::default()
+    };
+    auditlake_ingest::sample::generate(&data, &options).expect("sample");
+    let config_file = dir.path().join("auditlake.toml");
+    std::fs::write(&config_file, DETECT).expect("config");
+
+    // The same data into a lake with room: what the full one must end up holding.
+    let reference = dir.path().join("reference");
+    let out = Command::new(common::binary())
+        .args(["ingest", "--config"])
+        .arg(&config_file)
+        .arg("--lake")
+        .arg(&reference)
+        .arg(&data)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run auditlake ingest");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = lake_facts(&reference);
+    assert!(expected.1 > 100, "alerts to lose or double: {expected:?}");
+
+    // The lake and its ledger on a filesystem with 2 MB left.
+    let lake = small.path().join("lake");
+    let filler = small.path().join("filler");
+    let free = 2 << 20;
+    std::fs::write(&filler, vec![1u8; (48 << 20) - free]).expect("filler");
+    let mut config =
+        Config::from_file(ConfigFile::parse(DETECT, "test").expect("parse"), &|_| None)
+            .expect("config");
+    config.lake = LakeSpec::Local(lake.clone());
+    config.state_dir = lake.join("_state");
+    config.http_listen = "127.0.0.1:0".parse().expect("addr");
+    config.poll_interval = Duration::from_millis(100);
+    config.settle = Duration::ZERO;
+    config.sources = vec![SourceSpec::Folder {
+        path: data.clone(),
+        atlas_project: None,
+    }];
+    let service = Running::start(config).await;
+
+    // The disk fills up: ingestion pauses, nothing is recorded as failed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = service.get("/v1/status").await;
+        if status["sink"]["down"] == true {
+            assert!(
+                status["sink"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("No space left")),
+                "{status}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lake never filled up: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Probes fail for a while (the ledger refuses too, and must be reopened).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = service.get("/v1/status").await;
+    assert_eq!(status["sink"]["down"], true, "{status}");
+    assert_eq!(status["lake"]["objects_failed"], 0, "{status}");
+
+    // Space returns; no restart.
+    std::fs::remove_file(&filler).expect("free space");
+    let status = service.wait_idle().await;
+    assert_eq!(status["sink"]["down"], false, "{status}");
+    assert_eq!(status["lake"]["objects_failed"], 0, "{status}");
+    service.stop().await;
+
+    assert_eq!(lake_facts(&lake), expected, "tables and alert ids");
+    assert_eq!(
+        readable_rows(&lake),
+        expected.0[1],
+        "every mongodb_audit file reads"
+    );
+    let temporary: Vec<_> = walkdir::WalkDir::new(&lake)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(temporary.is_empty(), "{temporary:?}");
+}
+
+/// Fills the filesystem at `dir` with a file of its own; the file's path.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).expect("filler");
+    let chunk = vec![1u8; 64 << 10];
+    while file.write_all(&chunk).and_then(|()| file.flush()).is_ok() {}
+    let _ = file.sync_all();
+    path
+}
+
+#[test]
+fn a_ledger_that_hit_a_full_disk_takes_writes_again_once_space_returns_without_a_restart() {
+    use auditlake_ingest::ledger::{Ledger, ObjectEntry, ObjectStatus};
+    let Some(small) = SmallFilesystem::mount(16) else {
+        return;
+    };
+    let ledger = Ledger::open(&small.path().join("ledger.redb")).expect("open");
+    let entry = |n: usize| ObjectEntry {
+        version: format!("v{n}"),
+        kind: "cloudtrail".into(),
+        status: ObjectStatus::Ingested,
+        cloudtrail_rows: 1,
+        mongodb_audit_rows: 0,
+        rejected_rows: 0,
+        duplicate_events: 0,
+        alerts: 0,
+        bytes: 1,
+        // Large entries, so that a few commits need pages the disk no longer has.
+        files: (0..400)
+            .map(|f| format!("cloudtrail/date=2026-11-01/hour=00/{n}-{f:0>200}.parquet"))
+            .collect(),
+    };
+    ledger
+        .commit("s3://b/first", &entry(0), &[])
+        .expect("first commit");
+    let filler = fill(small.path());
+    let failure = (1..200)
+        .find_map(|n| ledger.commit(&format!("s3://b/{n}"), &entry(n), &[]).err())
+        .expect("a commit on a full disk fails");
+    assert!(failure.needs_reopen(), "{failure}");
+
+    // Space returns: the ledger is reopened in place and takes writes; what was committed
+    // before the failure is there.
+    std::fs::remove_file(&filler).expect("free space");
+    let refused = ledger
+        .commit("s3://b/before-reopen", &entry(998), &[])
+        .expect_err("redb refuses every write after an I/O error until it is reopened");
+    assert!(refused.needs_reopen(), "{refused}");
+    ledger.check_writable().expect("writable again");
+    ledger
+        .commit("s3://b/after", &entry(999), &[])
+        .expect("commit after");
+    assert_eq!(
+        ledger
+            .entry("s3://b/first")
+            .expect("read")
+            .map(|e| e.version),
+        Some("v0".into())
+    );
+    assert_eq!(
+        ledger
+            .entry("s3://b/after")
+            .expect("read")
+            .map(|e| e.version),
+        Some("v999".into())
+    );
+}

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::Store;
 use hmac::{Hmac, Mac};
 use rand::Rng;
-use redb::Database;
 use serde::Deserialize;
 use sha2::Sha256;
 use tokio::sync::Notify;
@@ -207,7 +207,7 @@ fn body(format: WebhookFormat, alert: &Alert) -> Vec<u8> {
 /// Delivers outbox rows; see the module documentation.
 #[derive(Debug)]
 pub struct Deliverer {
-    db: Arc<Database>,
+    db: Arc<Store>,
     sinks: Vec<Webhook>,
     client: reqwest::Client,
     wake: Arc<Notify>,
@@ -227,7 +227,7 @@ fn backoff(attempts: u32) -> Duration {
 }
 
 impl Deliverer {
-    pub fn new(db: Arc<Database>, sinks: Vec<Webhook>, give_up_after: Duration) -> Self {
+    pub fn new(db: Arc<Store>, sinks: Vec<Webhook>, give_up_after: Duration) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -270,9 +270,10 @@ impl Deliverer {
     /// Posts every due row once; returns when the next retry is due.
     pub async fn deliver_due(&self) -> Result<Option<i64>, redb::Error> {
         let db = self.db.clone();
-        let (ready, next) = tokio::task::spawn_blocking(move || outbox::due(&db, now_micros()))
-            .await
-            .map_err(|e| redb::Error::Corrupted(e.to_string()))??;
+        let (ready, next) =
+            tokio::task::spawn_blocking(move || outbox::due(&*db.get()?, now_micros()))
+                .await
+                .map_err(|e| redb::Error::Corrupted(e.to_string()))??;
         let mut next = next;
         for mut row in ready {
             let Some(sink) = self.sinks.iter().find(|s| s.name == row.sink) else {
@@ -309,7 +310,7 @@ impl Deliverer {
             }
             let db = self.db.clone();
             let saved = row.clone();
-            tokio::task::spawn_blocking(move || outbox::update(&db, &saved))
+            tokio::task::spawn_blocking(move || outbox::update(&*db.get()?, &saved))
                 .await
                 .map_err(|e| redb::Error::Corrupted(e.to_string()))??;
         }
@@ -371,8 +372,8 @@ fn redacted(text: &str, url: &str) -> String {
 }
 
 /// Rows for the `alert_deliveries` table.
-pub fn deliveries(db: &Database) -> Result<Vec<Delivery>, redb::Error> {
-    outbox::all(db)
+pub fn deliveries(db: &Store) -> Result<Vec<Delivery>, redb::Error> {
+    outbox::all(&*db.get()?)
 }
 
 #[cfg(test)]

@@ -115,6 +115,23 @@ impl Engine {
         }
     }
 
+    /// Takes back the observations of the objects `owners` (a commit group that failed, to be
+    /// redone) made since `before` was saved: rule state returns to `before`, and so does the
+    /// ownership of alerts those objects raised since. Alerts other objects raised since stay
+    /// theirs: their groups may have committed them meanwhile, and a later object raising one
+    /// again must not store it twice.
+    pub fn abandon(&mut self, before: EngineState, owners: &std::collections::HashSet<&str>) {
+        let mut since = std::mem::take(&mut self.claims);
+        since.retain(|id, claim| {
+            !owners.contains(claim.owner.as_str()) || before.claims.contains_key(id)
+        });
+        self.restore(before);
+        for (id, claim) in since {
+            self.latest_event_micros = self.latest_event_micros.max(claim.event_time_micros);
+            self.claims.entry(id).or_insert(claim);
+        }
+    }
+
     /// Restores saved state; state of rules no longer configured is dropped.
     pub fn restore(&mut self, mut state: EngineState) {
         self.latest_event_micros = state

@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod pattern;
 pub mod rows;
 pub mod rule;
+pub mod store;
 
 pub use alert::{Alert, Severity};
 pub use engine::Engine;

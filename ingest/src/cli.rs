@@ -470,6 +470,8 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
             deliverer,
             ..
         } = service::open_pipeline(&config).await?;
+        // A one-shot run leaves what the lake or the ledger refuses for the next run.
+        pipeline.set_wait_for_sink(false);
         let stop = tokio_util::sync::CancellationToken::new();
         let progress = indicatif::ProgressBar::new(0).with_style(
             indicatif::ProgressStyle::with_template(
@@ -478,7 +480,7 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        let mut failed = 0;
+        let (mut failed, mut deferred) = (0, 0);
         let mut unrecognized = Vec::new();
         for listed in &sources {
             progress.set_message(listed.source.name().to_owned());
@@ -486,6 +488,7 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 .scan_with_progress(listed.source.as_ref(), &stop, Some(&progress))
                 .await?;
             failed += report.failed;
+            deferred += report.deferred;
             if let Some(example) = report.none_recognized {
                 unrecognized.push(format!("{} (e.g. {example})", listed.source.name()));
             }
@@ -514,6 +517,12 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         }
         // One delivery pass; what is not delivered now waits in the outbox for `serve`.
         deliverer.deliver_due().await?;
+        if let Some(error) = pipeline.sink_error() {
+            bail!(
+                "the lake or the ledger refused writes ({error}): {} object(s) not ingested and none recorded as failed; run again once they take writes",
+                failed + deferred
+            );
+        }
         if failed > 0 {
             bail!("{failed} object(s) could not be ingested; see the log above");
         }

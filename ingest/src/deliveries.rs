@@ -5,7 +5,7 @@ use std::sync::{Arc, LazyLock};
 use arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use redb::Database;
+use auditlake_detect::store::Store;
 
 use auditlake_detect::outbox;
 use auditlake_query::QueryEngine;
@@ -29,8 +29,9 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-fn snapshot(db: &Database) -> Result<RecordBatch, String> {
-    let rows = outbox::all(db).map_err(|e| format!("reading the alert outbox: {e}"))?;
+fn snapshot(db: &Store) -> Result<RecordBatch, String> {
+    let rows = auditlake_detect::deliver::deliveries(db)
+        .map_err(|e| format!("reading the alert outbox: {e}"))?;
     let mut alert_id = StringBuilder::new();
     let mut rule_id = StringBuilder::new();
     let mut sink = StringBuilder::new();
@@ -66,10 +67,7 @@ fn snapshot(db: &Database) -> Result<RecordBatch, String> {
 }
 
 /// Registers `alert_deliveries` in `engine`, reading `db` on every query.
-pub fn register(
-    engine: &QueryEngine,
-    db: Arc<Database>,
-) -> Result<(), auditlake_query::QueryError> {
+pub fn register(engine: &QueryEngine, db: Arc<Store>) -> Result<(), auditlake_query::QueryError> {
     engine.register_live(
         TABLE,
         LiveTable::new(SCHEMA.clone(), Arc::new(move || snapshot(&db))),

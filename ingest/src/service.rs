@@ -141,7 +141,11 @@ pub async fn open_pipeline(config: &Config) -> Result<Ingestion, ServiceError> {
     let root = config.lake.open().await?;
     let writer = LakeWriter::create(root.clone())?;
     let mut engine = config.detect.build().map_err(ServiceError::Detect)?;
-    let saved = outbox::load_state(ledger.database()).map_err(ServiceError::DetectState)?;
+    let saved = ledger
+        .database()
+        .get()
+        .and_then(|db| outbox::load_state(&db))
+        .map_err(ServiceError::DetectState)?;
     if let Some(state) = saved {
         engine.restore(state);
     }
@@ -280,7 +284,7 @@ impl StatusSource for ServiceStatus {
         totals.insert("duplicate_events".into(), dups.into());
         totals.insert("alerts".into(), alerts.into());
         let mut deliveries: std::collections::BTreeMap<&str, u64> = Default::default();
-        if let Ok(rows) = outbox::all(self.pipeline.ledger().database()) {
+        if let Ok(rows) = auditlake_detect::deliver::deliveries(self.pipeline.ledger().database()) {
             for row in rows {
                 *deliveries.entry(row.state.as_str()).or_default() += 1;
             }
@@ -288,6 +292,10 @@ impl StatusSource for ServiceStatus {
         totals.insert("alert_deliveries".into(), serde_json::json!(deliveries));
         serde_json::json!({
             "idle": s.idle.load(Ordering::Relaxed),
+            "sink": {
+                "down": self.pipeline.sink_error().is_some(),
+                "error": self.pipeline.sink_error(),
+            },
             "sources": self.sources,
             "process": s.snapshot(),
             "lake": totals,
@@ -298,7 +306,7 @@ impl StatusSource for ServiceStatus {
         let database = self.pipeline.ledger().database().clone();
         let deliveries = Arc::new(move || {
             let mut by_state: std::collections::BTreeMap<String, u64> = Default::default();
-            for row in outbox::all(&database).unwrap_or_default() {
+            for row in auditlake_detect::deliver::deliveries(&database).unwrap_or_default() {
                 *by_state.entry(row.state.as_str().to_owned()).or_default() += 1;
             }
             by_state.into_iter().collect()
@@ -486,6 +494,9 @@ fn spawn_ingest(
         let (pipeline, stop, quiet) = (pipeline.clone(), stop.clone(), quiet.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.is_cancelled() {
+                if !pipeline.sink_ready(&stop).await {
+                    break;
+                }
                 let done = match stream.poll(&pipeline, &stop).await {
                     Ok(events) => {
                         if events > 0 {
@@ -530,7 +541,11 @@ async fn sleep_or_stop(interval: Duration, stop: &CancellationToken) -> bool {
 async fn scan_once(pipeline: &Pipeline, source: &dyn LogSource, stop: &CancellationToken) -> bool {
     match pipeline.scan(source, stop).await {
         Ok(report) => {
-            let quiet = report.processed == 0 && report.unsettled == 0 && report.failed == 0;
+            let quiet = report.processed == 0
+                && report.unsettled == 0
+                && report.failed == 0
+                && report.deferred == 0
+                && pipeline.sink_error().is_none();
             if !quiet {
                 tracing::info!(
                     source = source.name(),

@@ -449,3 +449,40 @@ fn a_dedup_window_folds_repeated_drops_by_one_user() {
         2
     );
 }
+
+#[test]
+fn abandoning_a_group_keeps_the_alerts_other_objects_raised_since() {
+    let text = "[mongodb_unexpected_network]\nallowed_cidrs = [\"10.0.0.0/8\"]\ndedup_window = \"1h\"\n[mongodb_drop]\nenabled = false\n[mongodb_user_change]\nenabled = false\n[mongodb_auth_failures]\nenabled = false\n";
+    let mut e = engine(text);
+    let login = |uri: &'static str, user: &'static str, ts: &'static str| {
+        vec![
+            ("atype", "authenticate"),
+            ("result", "0"),
+            ("user", user),
+            ("user_db", "admin"),
+            ("remote_ip", "203.0.113.9"),
+            ("remote_ip_text", "203.0.113.9"),
+            ("ts", ts),
+            ("source_uri", uri),
+            ("source_index", "0"),
+        ]
+    };
+    let observe = |e: &mut Engine, row| {
+        e.observe(
+            schema::MONGODB_AUDIT,
+            &batch(schema::MONGODB_AUDIT, &[row]),
+            0,
+        )
+    };
+    // A group of object `b` starts; meanwhile `a` (another group) raises an alert for eve,
+    // and `b` one for mallory.
+    let before = e.save();
+    assert_eq!(observe(&mut e, login("a", "eve", "1000000")).len(), 1);
+    assert_eq!(observe(&mut e, login("b", "mallory", "1000000")).len(), 1);
+    // `b`'s group fails.
+    e.abandon(before, &std::collections::HashSet::from(["b"]));
+    // `a`'s alert may be committed: another object raising it must not store it twice.
+    assert!(observe(&mut e, login("c", "eve", "2000000")).is_empty());
+    // `b`'s is taken back: its redo raises it again.
+    assert_eq!(observe(&mut e, login("b", "mallory", "1000000")).len(), 1);
+}

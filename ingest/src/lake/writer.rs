@@ -89,6 +89,9 @@ const MANY_VALUED_COLUMNS: [&str; 3] = ["conn_uuid", "user_agent", "source_uri"]
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
+/// Bytes a probe of a local lake writes (see [`LakeWriter::probe`]).
+const PROBE_BYTES: usize = 1 << 20;
+
 /// Files a group keeps open at once (each holds its row group's encoded pages in memory).
 pub const MAX_OPEN_FILES: usize = 3;
 
@@ -171,7 +174,7 @@ impl LakeWriter {
             stem,
             open: BTreeMap::new(),
             closed: Vec::new(),
-            opened: 0,
+            opened: Vec::new(),
             appends: 0,
         }
     }
@@ -218,6 +221,38 @@ impl LakeWriter {
             }
         }
         Ok(removed)
+    }
+
+    /// Whether the lake takes a write now. A local lake writes, syncs and deletes a file of
+    /// [`PROBE_BYTES`] at its root (a group needs at least that much room); a lake on an object
+    /// store puts and deletes a small object there.
+    pub fn probe(&self) -> Result<(), WriteError> {
+        let name = format!(".auditlake-probe-{:016x}.tmp", rand::random::<u64>());
+        match &self.root {
+            LakeRoot::Local(root) => {
+                let path = root.join(&name);
+                let written = (|| {
+                    let mut file = File::create(&path)?;
+                    file.write_all(&vec![0u8; PROBE_BYTES])?;
+                    file.sync_all()
+                })();
+                let removed = std::fs::remove_file(&path);
+                written.map_err(io("writing", &path))?;
+                removed.map_err(io("deleting", &path))
+            }
+            LakeRoot::Store { url, store } => {
+                let location = store_path(url, &name);
+                let store_err = |source| WriteError::Store {
+                    path: format!("{url}{name}"),
+                    source,
+                };
+                let handle = tokio::runtime::Handle::current();
+                handle
+                    .block_on(store.put(&location, bytes::Bytes::from_static(b"probe").into()))
+                    .map_err(store_err)?;
+                handle.block_on(store.delete(&location)).map_err(store_err)
+            }
+        }
     }
 
     /// Deletes lake files (relative paths) and, in a local lake, their temporary names; files
@@ -674,8 +709,9 @@ pub struct GroupFiles {
     open: BTreeMap<(String, Partition), OpenFile>,
     /// Files completed before the group was.
     closed: Vec<(WrittenFile, Sink)>,
-    /// Files opened so far (names the next one).
-    opened: usize,
+    /// Every file opened so far, relative to the lake root, whether it was completed or not
+    /// (its position names the next one).
+    opened: Vec<String>,
     /// Appends so far (orders open files by last use).
     appends: u64,
 }
@@ -748,12 +784,13 @@ impl GroupFiles {
             let key = (table.to_owned(), partition);
             if !self.open.contains_key(&key) {
                 self.make_room()?;
-                let name = match self.opened {
+                let name = match self.opened.len() {
                     0 => format!("{}.parquet", self.stem),
                     n => format!("{}-{n}.parquet", self.stem),
                 };
-                self.opened += 1;
                 let relative = format!("{table}/{}/{name}", key.1.path());
+                // Noted first: a file that fails half created is still the group's to delete.
+                self.opened.push(relative.clone());
                 let file = OpenFile::create(&self.root, relative, sorted.schema())?;
                 self.open.insert(key.clone(), file);
             }
@@ -807,13 +844,9 @@ impl GroupFiles {
             .sum()
     }
 
-    /// The files opened so far, relative to the lake root.
+    /// The files opened so far, relative to the lake root (also those whose writing failed).
     pub fn paths(&self) -> Vec<String> {
-        self.closed
-            .iter()
-            .map(|(f, _)| f.relative_path.clone())
-            .chain(self.open.values().map(|f| f.relative.clone()))
-            .collect()
+        self.opened.clone()
     }
 
     /// Completes every file (footers written; local files synced under their temporary names).

@@ -20,9 +20,9 @@ mod claims;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use auditlake_detect::store::{self, Store};
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
+    ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -103,6 +103,22 @@ fn store(action: &'static str) -> impl Fn(redb::Error) -> LedgerError {
     move |source| LedgerError::Store { action, source }
 }
 
+impl LedgerError {
+    /// Whether the ledger failed to take a write for a cause of the machine (a full disk), after
+    /// which it must be reopened (see [`Ledger::check_writable`]).
+    pub fn needs_reopen(&self) -> bool {
+        match self {
+            LedgerError::Open { source, .. } | LedgerError::Store { source, .. } => {
+                store::needs_reopen(source)
+            }
+            LedgerError::Corrupt { .. } => false,
+        }
+    }
+}
+
+/// How long a reopen of the ledger waits for the operations using it to end.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One object of a commit group: its entry and the claim keys of the events its rows hold.
 #[derive(Debug, Clone, Copy)]
 pub struct CommittedObject<'a> {
@@ -131,7 +147,7 @@ pub struct UnfinishedPublish {
 /// The ingestion checkpoint; see the module documentation.
 #[derive(Debug)]
 pub struct Ledger {
-    db: Arc<Database>,
+    db: Arc<Store>,
     /// Claims of objects in flight and committed claims of recent hours.
     claims: Mutex<ClaimCache>,
     /// Whether claims written by an earlier version (by id alone) are to be consulted.
@@ -143,14 +159,13 @@ impl Ledger {
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
         // redb's page cache defaults to 1 GiB; the ledger is mostly appended to, so a small
         // cache keeps the process's memory bounded whatever the lake's size.
-        let db = redb::Builder::new()
-            .set_cache_size(LEDGER_CACHE_BYTES)
-            .create(path)
-            .map_err(|e| LedgerError::Open {
-                path: path.display().to_string(),
-                source: e.into(),
-            })?;
-        let tx = db
+        let db = Store::open(path, LEDGER_CACHE_BYTES).map_err(|source| LedgerError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let db = Arc::new(db);
+        let database = db.get().map_err(store("creating tables"))?;
+        let tx = database
             .begin_write()
             .map_err(|e| store("creating tables")(e.into()))?;
         tx.open_table(OBJECTS)
@@ -165,15 +180,16 @@ impl Ledger {
         claims::move_earlier_claims(&tx).map_err(store("moving claims into runs"))?;
         tx.commit()
             .map_err(|e| store("creating tables")(e.into()))?;
-        let legacy_claims = match claims::legacy_table(&db) {
+        let legacy_claims = match claims::legacy_table(&database) {
             Ok(Some(table)) => !table
                 .is_empty()
                 .map_err(|e| store("reading tables")(e.into()))?,
             Ok(None) => false,
             Err(e) => return Err(store("reading tables")(e)),
         };
+        drop(database);
         Ok(Ledger {
-            db: Arc::new(db),
+            db,
             claims: Mutex::new(ClaimCache::new(CACHED_CLAIMS)),
             legacy_claims,
         })
@@ -197,7 +213,8 @@ impl Ledger {
         reconsider: impl Fn(&T, &ObjectEntry) -> bool,
     ) -> Result<Vec<&'o T>, LedgerError> {
         let action = "reading object entries";
-        let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
+        let db = self.db.get().map_err(store(action))?;
+        let tx = db.begin_read().map_err(|e| store(action)(e.into()))?;
         let table = tx
             .open_table(OBJECTS)
             .map_err(|e| store(action)(e.into()))?;
@@ -234,8 +251,9 @@ impl Ledger {
     ) -> Result<Vec<bool>, LedgerError> {
         let action = "claiming event ids";
         let owner = owner_hash(uri);
+        let db = self.db.get().map_err(store(action))?;
         let legacy = if self.legacy_claims {
-            claims::legacy_table(&self.db).map_err(store(action))?
+            claims::legacy_table(&db).map_err(store(action))?
         } else {
             None
         };
@@ -254,9 +272,7 @@ impl Ledger {
                 keep.push(false);
                 continue;
             }
-            let mut committed = cache
-                .committed_owner(&self.db, key)
-                .map_err(store(action))?;
+            let mut committed = cache.committed_owner(&db, key).map_err(store(action))?;
             if committed.is_none()
                 && let Some(legacy) = &legacy
             {
@@ -278,8 +294,44 @@ impl Ledger {
     }
 
     /// The database, shared with the alert outbox.
-    pub fn database(&self) -> &Arc<Database> {
+    pub fn database(&self) -> &Arc<Store> {
         &self.db
+    }
+
+    /// Whether the ledger takes a write now (an empty commit). A ledger that refused a write
+    /// for a cause of the machine is reopened first, which redb requires before it takes
+    /// another; until that succeeds (space is back) every use of the ledger fails.
+    pub fn check_writable(&self) -> Result<(), LedgerError> {
+        let action = "checking that the ledger takes writes";
+        let commit = || -> Result<(), redb::Error> {
+            let db = self.db.get()?;
+            db.begin_write()?.commit()?;
+            Ok(())
+        };
+        match commit() {
+            Err(e) if store::needs_reopen(&e) => {
+                self.db
+                    .reopen(REOPEN_WAIT)
+                    .map_err(store("reopening the ledger"))?;
+                tracing::info!(path = %self.db.path().display(), "ledger reopened after an I/O error");
+                commit().map_err(store(action))
+            }
+            done => done.map_err(store(action)),
+        }
+    }
+
+    /// Whether the publish of group `stem` is still noted (it was not committed).
+    pub fn is_publishing(&self, stem: &str) -> Result<bool, LedgerError> {
+        let action = "reading a publish note";
+        let db = self.db.get().map_err(store(action))?;
+        let tx = db.begin_read().map_err(|e| store(action)(e.into()))?;
+        let table = tx
+            .open_table(PUBLISHING)
+            .map_err(|e| store(action)(e.into()))?;
+        Ok(table
+            .get(stem)
+            .map_err(|e| store(action)(e.into()))?
+            .is_some())
     }
 
     /// Records object `uri` and the events its rows hold (their claim keys), atomically. Call
@@ -306,7 +358,8 @@ impl Ledger {
             uri: stem.to_owned(),
             source,
         })?;
-        let tx = self.db.begin_write().map_err(|e| store(action)(e.into()))?;
+        let db = self.db.get().map_err(store(action))?;
+        let tx = db.begin_write().map_err(|e| store(action)(e.into()))?;
         tx.open_table(PUBLISHING)
             .map_err(|e| store(action)(e.into()))?
             .insert(stem, bytes.as_slice())
@@ -318,7 +371,8 @@ impl Ledger {
     /// Forgets the files of group `stem` (after they were deleted).
     pub fn end_publish(&self, stem: &str) -> Result<(), LedgerError> {
         let action = "forgetting files of an abandoned group";
-        let tx = self.db.begin_write().map_err(|e| store(action)(e.into()))?;
+        let db = self.db.get().map_err(store(action))?;
+        let tx = db.begin_write().map_err(|e| store(action)(e.into()))?;
         tx.open_table(PUBLISHING)
             .map_err(|e| store(action)(e.into()))?
             .remove(stem)
@@ -358,7 +412,8 @@ impl Ledger {
         action: &'static str,
         mut read: impl FnMut(&str, &[u8]) -> Result<T, LedgerError>,
     ) -> Result<Vec<T>, LedgerError> {
-        let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
+        let db = self.db.get().map_err(store(action))?;
+        let tx = db.begin_read().map_err(|e| store(action)(e.into()))?;
         let table = tx.open_table(table).map_err(|e| store(action)(e.into()))?;
         let mut out = Vec::new();
         for item in table.iter().map_err(|e| store(action)(e.into()))? {
@@ -386,7 +441,8 @@ impl Ledger {
                 o.claims.iter().map(move |key| (*key, owner))
             })
             .collect();
-        let tx = self.db.begin_write().map_err(|e| store(action)(e.into()))?;
+        let db = self.db.get().map_err(store(action))?;
+        let tx = db.begin_write().map_err(|e| store(action)(e.into()))?;
         {
             let mut table = tx
                 .open_table(OBJECTS)
@@ -436,7 +492,8 @@ impl Ledger {
         let latest = now_micros.saturating_add(24 * 3_600_000_000);
         // Locked throughout, so that no hour is read back into memory half forgotten.
         let mut cache = self.claims.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = self.db.begin_write().map_err(|e| store(action)(e.into()))?;
+        let db = self.db.get().map_err(store(action))?;
+        let tx = db.begin_write().map_err(|e| store(action)(e.into()))?;
         let (first_kept, removed) =
             claims::remove_runs_before(&tx, hours, latest).map_err(store(action))?;
         tx.commit().map_err(|e| store(action)(e.into()))?;
@@ -447,7 +504,8 @@ impl Ledger {
     /// The entry recorded for `uri`, if any.
     pub fn entry(&self, uri: &str) -> Result<Option<ObjectEntry>, LedgerError> {
         let action = "reading an object entry";
-        let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
+        let db = self.db.get().map_err(store(action))?;
+        let tx = db.begin_read().map_err(|e| store(action)(e.into()))?;
         let table = tx
             .open_table(OBJECTS)
             .map_err(|e| store(action)(e.into()))?;
@@ -465,7 +523,8 @@ impl Ledger {
     /// The cursor saved under `name`, if any.
     pub fn cursor(&self, name: &str) -> Result<Option<Vec<u8>>, LedgerError> {
         let action = "reading a source cursor";
-        let tx = self.db.begin_read().map_err(|e| store(action)(e.into()))?;
+        let db = self.db.get().map_err(store(action))?;
+        let tx = db.begin_read().map_err(|e| store(action)(e.into()))?;
         let table = tx
             .open_table(CURSORS)
             .map_err(|e| store(action)(e.into()))?;
@@ -479,7 +538,8 @@ impl Ledger {
             return Ok(());
         }
         let action = "saving source cursors";
-        let tx = self.db.begin_write().map_err(|e| store(action)(e.into()))?;
+        let db = self.db.get().map_err(store(action))?;
+        let tx = db.begin_write().map_err(|e| store(action)(e.into()))?;
         put_cursors(&tx, cursors).map_err(store(action))?;
         tx.commit().map_err(|e| store(action)(e.into()))?;
         Ok(())
@@ -533,7 +593,7 @@ mod tests {
 
     /// Creates at `path` a ledger as an earlier version wrote it: the tables `write` fills.
     fn earlier_ledger(path: &Path, write: impl FnOnce(&WriteTransaction)) {
-        let db = Database::create(path).expect("create");
+        let db = redb::Database::create(path).expect("create");
         let tx = db.begin_write().expect("tx");
         write(&tx);
         tx.commit().expect("commit");
@@ -672,7 +732,7 @@ mod tests {
             .begin_publish("new", &["cloudtrail/a.parquet".to_owned()])
             .expect("note");
         {
-            let tx = ledger.db.begin_write().expect("tx");
+            let tx = ledger.db.get().expect("db").begin_write().expect("tx");
             tx.open_table(PUBLISHING)
                 .expect("table")
                 .insert("old", br#"["mongodb_audit/b.parquet"]"#.as_slice())
@@ -722,7 +782,7 @@ mod tests {
                 .expect("claim"),
             [true, true]
         );
-        let read = ledger.db.begin_read().expect("read");
+        let read = ledger.db.get().expect("db").begin_read().expect("read");
         assert!(matches!(
             read.open_table(TEXT_EVENT_CLAIMS),
             Err(redb::TableError::TableDoesNotExist(_))
@@ -732,7 +792,7 @@ mod tests {
 
     /// Claims held in the ledger's runs.
     fn claims_in_runs(ledger: &Ledger) -> usize {
-        let read = ledger.db.begin_read().expect("read");
+        let read = ledger.db.get().expect("db").begin_read().expect("read");
         let runs = read.open_table(CLAIM_RUNS).expect("runs");
         runs.iter()
             .expect("iter")
@@ -759,13 +819,15 @@ mod tests {
         assert!(matches!(
             ledger
                 .db
+                .get()
+                .expect("db")
                 .begin_read()
                 .expect("read")
                 .open_table(KEYED_CLAIMS),
             Err(redb::TableError::TableDoesNotExist(_))
         ));
         // Two owners in the first hour, one in the second.
-        let read = ledger.db.begin_read().expect("read");
+        let read = ledger.db.get().expect("db").begin_read().expect("read");
         assert_eq!(
             read.open_table(CLAIM_RUNS)
                 .expect("runs")

@@ -7,8 +7,12 @@
 //! ([`Group`]) → a full group completes its Parquet files (durable on return) and only then
 //! commits its objects to the ledger, on a blocking thread while the next group fills (one
 //! commit at a time, in order). An object that fails is retried on later scans, and recorded as
-//! failed after [`MAX_ATTEMPTS`] tries so that one bad object cannot stall the others. Once an
-//! hour, the ledger forgets the event-id claims older than the retention.
+//! failed after [`MAX_ATTEMPTS`] tries so that one bad object cannot stall the others. A failure
+//! of the lake or the ledger is not the object's: ingestion pauses until they take writes again
+//! ([`sink`]) and the object is retried. Once an hour, the ledger forgets the event-id claims
+//! older than the retention.
+
+mod sink;
 
 use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
@@ -98,6 +102,8 @@ pub enum ObjectError {
     Shared(#[from] SharedError),
     #[error("worker task for {uri} ended abnormally: {message}")]
     Task { uri: String, message: String },
+    #[error("{uri} not committed: the group committed before its own failed ({cause})")]
+    AfterFailedGroup { uri: String, cause: String },
 }
 
 impl ObjectError {
@@ -111,9 +117,34 @@ impl ObjectError {
             ObjectError::Ledger(_) => "ledger",
             ObjectError::Shared(_) => "shared",
             ObjectError::Task { .. } => "task",
+            ObjectError::AfterFailedGroup { .. } => "after_failed_group",
         }
     }
+
+    /// Whether the lake, the ledger or the shared claims failed to take a write or a read (a
+    /// full disk, a store that refuses): a failure of ours, not of the object.
+    pub fn is_sink_failure(&self) -> bool {
+        use lake::writer::WriteError;
+        match self {
+            ObjectError::Write { source, .. } => matches!(
+                source,
+                WriteError::Io { .. } | WriteError::Store { .. } | WriteError::Parquet { .. }
+            ),
+            ObjectError::Ledger(e) => !matches!(e, LedgerError::Corrupt { .. }),
+            ObjectError::Shared(e) => matches!(e, SharedError::Store { .. }),
+            _ => false,
+        }
+    }
+
+    /// Whether this attempt counts towards recording the object as failed.
+    fn counts_against_object(&self) -> bool {
+        !self.is_sink_failure() && !matches!(self, ObjectError::AfterFailedGroup { .. })
+    }
 }
+
+/// Kinds of entries recorded as failed for a cause that was ours (by versions that did so):
+/// they are ingested again.
+const SINK_FAILURE_KINDS: [&str; 4] = ["write", "ledger", "shared", "task"];
 
 /// Failures that stop a whole scan.
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +268,8 @@ pub struct ScanReport {
     pub processed: usize,
     pub failed: usize,
     pub unsettled: usize,
+    /// Objects left for a later scan because the lake or the ledger refused writes.
+    pub deferred: usize,
     /// The source listed objects and none of them matches a known layout (a prefix or `kind`
     /// that points beside the logs): one of them, as an example.
     pub none_recognized: Option<String>,
@@ -308,6 +341,24 @@ pub struct Pipeline {
     detection: Option<Detection>,
     /// Claims and markers shared with other workers of the same lake, if configured.
     shared: Option<Arc<SharedLake>>,
+    /// Whether the lake and the ledger take writes; see [`sink`].
+    sink: sink::SinkHealth,
+    /// Whether ingestion waits for a failed sink to recover (a service) or leaves the objects
+    /// for a later run (one-shot).
+    wait_for_sink: AtomicBool,
+    /// One probe of the sink at a time.
+    probing: tokio::sync::Mutex<()>,
+    /// Groups whose commit failed when it may have gone through (see [`Unresolved`]).
+    unresolved: Mutex<Vec<Unresolved>>,
+}
+
+/// A group whose publish was noted in the ledger and whose commit failed for a cause of the
+/// machine: whether the commit went through is known only once the ledger reads again. Its
+/// files stay until then; if the note is still there, the commit did not happen and they go.
+#[derive(Debug)]
+struct Unresolved {
+    stem: String,
+    paths: Vec<String>,
 }
 
 /// One object read, decoded and deduplicated, on its way into a commit group.
@@ -349,6 +400,8 @@ enum CommitFailed {
 struct GroupFailure {
     objects: Vec<SourceObject>,
     error: Box<ObjectError>,
+    /// Its files, if the commit may have gone through.
+    unresolved: Option<Unresolved>,
 }
 
 /// Objects whose rows share one set of lake files and one ledger commit. Rows stream into
@@ -571,12 +624,26 @@ impl Group {
         Ok(())
     }
 
-    /// Undoes what the group wrote (its files, the detector's observations) after `error`.
-    fn abandon(mut self, error: ObjectError) -> GroupFailure {
+    /// Undoes what the group wrote (its files, the detector's observations of its objects and
+    /// of `also`, an object that failed joining it) after `error`. Files of a commit that
+    /// failed in the ledger may be committed: they are left, unresolved, for the pipeline.
+    fn abandon(mut self, error: ObjectError, also: Option<&str>) -> GroupFailure {
         let paths = match self.files.take() {
             Some(files) => files.paths(),
             None => std::mem::take(&mut self.closed_paths),
         };
+        self.undo_detection(also);
+        if self.noted && matches!(error, ObjectError::Ledger(_)) {
+            return GroupFailure {
+                objects: self.members.into_iter().map(|m| m.object).collect(),
+                error: Box::new(error),
+                unresolved: Some(Unresolved {
+                    stem: self.stem,
+                    paths,
+                }),
+            };
+        }
+        let mut unresolved = None;
         // Files named after their object may be another worker's committed copy, and a redo
         // replaces them anyway: only their temporary names go.
         let discarded = if self.per_object {
@@ -588,6 +655,10 @@ impl Group {
             Ok(()) if self.noted => {
                 if let Err(e) = self.ledger.end_publish(&self.stem) {
                     tracing::warn!(group = %self.stem, error = %e, "files of an abandoned group deleted; the ledger still lists them");
+                    unresolved = Some(Unresolved {
+                        stem: self.stem.clone(),
+                        paths,
+                    });
                 }
             }
             Ok(()) => {}
@@ -596,15 +667,27 @@ impl Group {
                 tracing::warn!(group = %self.stem, error = %e, "could not delete the files of an abandoned group")
             }
         }
-        if let (Some(d), Some(state)) = (&self.detection, self.detector_before.take()) {
-            d.engine
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .restore(state);
-        }
         GroupFailure {
             objects: self.members.into_iter().map(|m| m.object).collect(),
             error: Box::new(error),
+            unresolved,
+        }
+    }
+
+    /// Takes back the detector's observations of the group's objects and of `also`; see
+    /// [`auditlake_detect::Engine::abandon`].
+    fn undo_detection(&mut self, also: Option<&str>) {
+        if let (Some(d), Some(state)) = (&self.detection, self.detector_before.take()) {
+            let owners: HashSet<&str> = self
+                .members
+                .iter()
+                .map(|m| m.object.uri.as_str())
+                .chain(also)
+                .collect();
+            d.engine
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .abandon(state, &owners);
         }
     }
 }
@@ -630,7 +713,112 @@ impl Pipeline {
             in_flight: Mutex::default(),
             detection: None,
             shared: None,
+            sink: sink::SinkHealth::default(),
+            wait_for_sink: AtomicBool::new(true),
+            probing: tokio::sync::Mutex::new(()),
+            unresolved: Mutex::default(),
         }
+    }
+
+    /// Whether ingestion waits for a lake or ledger that refused writes to take them again
+    /// (the default, for a service), or leaves the objects for a later run (`false`, for a
+    /// one-shot run).
+    pub fn set_wait_for_sink(&self, wait: bool) {
+        self.wait_for_sink.store(wait, Ordering::Relaxed);
+    }
+
+    /// Why the lake or the ledger refuses writes, while it does.
+    pub fn sink_error(&self) -> Option<String> {
+        self.sink.error()
+    }
+
+    /// Whether the lake and the ledger take writes, waiting (in a service) for them to take
+    /// writes again after a failure: probes with growing pauses until one succeeds or `stop`.
+    pub async fn sink_ready(&self, stop: &CancellationToken) -> bool {
+        loop {
+            let Some(wait) = self.sink.wait() else {
+                return true;
+            };
+            if !self.wait_for_sink.load(Ordering::Relaxed) {
+                return false;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return false,
+                () = tokio::time::sleep(wait) => {}
+            }
+            // Tasks of other sources wait for this probe, then find the sink up or its next
+            // probe due later.
+            let _probing = self.probing.lock().await;
+            if self.sink.wait().is_none_or(|w| !w.is_zero()) {
+                continue;
+            }
+            match self.probe_sink().await {
+                Ok(()) => {
+                    if let Some(down) = self.sink.recovered() {
+                        tracing::info!(
+                            down_ms = down.as_millis() as u64,
+                            "the lake and the ledger take writes again; ingestion resumes"
+                        );
+                    }
+                }
+                Err(error) => {
+                    let probes = self.sink.probe_failed(&error.to_string());
+                    tracing::warn!(probes, error = %error, "the lake or the ledger still refuses writes");
+                }
+            }
+        }
+    }
+
+    /// Probes the lake and the ledger (reopening a ledger that an I/O error closed), then
+    /// settles the groups whose commit may have gone through.
+    async fn probe_sink(&self) -> Result<(), ObjectError> {
+        let writer = self.writer.clone();
+        let ledger = self.ledger.clone();
+        let unresolved =
+            std::mem::take(&mut *self.unresolved.lock().unwrap_or_else(|p| p.into_inner()));
+        let (result, left) = tokio::task::spawn_blocking(move || {
+            let probed = writer
+                .probe()
+                .map_err(|source| ObjectError::Write {
+                    uri: String::new(),
+                    source,
+                })
+                .and_then(|()| ledger.check_writable().map_err(ObjectError::from));
+            if let Err(e) = probed {
+                return (Err(e), unresolved);
+            }
+            let mut left = Vec::new();
+            let mut result = Ok(());
+            for group in unresolved {
+                if result.is_err() {
+                    left.push(group);
+                    continue;
+                }
+                let settled = ledger.is_publishing(&group.stem).map_err(ObjectError::from).and_then(|noted| {
+                    if noted {
+                        writer.discard(&group.paths).map_err(|source| ObjectError::Write { uri: group.stem.clone(), source })?;
+                        ledger.end_publish(&group.stem)?;
+                        tracing::info!(group = %group.stem, files = group.paths.len(), "deleted the files of a group whose commit failed");
+                    }
+                    Ok(())
+                });
+                if let Err(e) = settled {
+                    result = Err(e);
+                    left.push(group);
+                }
+            }
+            (result, left)
+        })
+        .await
+        .map_err(|e| ObjectError::Task {
+            uri: String::new(),
+            message: e.to_string(),
+        })?;
+        self.unresolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(left);
+        result
     }
 
     /// Completes and commits a group's files once they hold `rows` rows (default
@@ -796,6 +984,9 @@ impl Pipeline {
         stop: &CancellationToken,
         progress: Option<&indicatif::ProgressBar>,
     ) -> Result<ScanReport, ScanError> {
+        if !self.sink_ready(stop).await {
+            return Ok(ScanReport::default());
+        }
         self.stats.scans.fetch_add(1, Ordering::Relaxed);
         let listing = source.list().await.map_err(|error| {
             self.stats.count_error("list");
@@ -821,7 +1012,9 @@ impl Pipeline {
             report.none_recognized = Some(example);
         }
         if report.failed == 0 && report.processed == report.fresh && !stop.is_cancelled() {
-            self.ledger.save_cursors(&listing.cursors)?;
+            self.ledger
+                .save_cursors(&listing.cursors)
+                .inspect_err(|e| self.ledger_failed(e))?;
         }
         Ok(report)
     }
@@ -837,9 +1030,18 @@ impl Pipeline {
         stop: &CancellationToken,
         progress: Option<&indicatif::ProgressBar>,
     ) -> Result<ScanReport, ScanError> {
+        if !self.sink_ready(stop).await {
+            return Ok(ScanReport {
+                listed: objects.len(),
+                fresh: objects.len(),
+                deferred: objects.len(),
+                ..ScanReport::default()
+            });
+        }
         self.forget_old_claims().await;
         // A key once skipped as matching no layout is looked at again when this source
         // recognises it (it was listed before under a prefix the layouts were not matched on).
+        // So is one recorded as failed for a cause of ours (by an earlier version).
         let unrecognized = ObjectKind::Unrecognized.label();
         let fresh: Vec<SourceObject> = self
             .ledger
@@ -847,10 +1049,13 @@ impl Pipeline {
                 objects,
                 |o| (o.uri.as_str(), o.version.as_str()),
                 |o, entry| {
-                    entry.kind == unrecognized
-                        && source.classify(&o.key) != ObjectKind::Unrecognized
+                    (entry.kind == unrecognized
+                        && source.classify(&o.key) != ObjectKind::Unrecognized)
+                        || (entry.status == ObjectStatus::Failed
+                            && SINK_FAILURE_KINDS.contains(&entry.kind.as_str()))
                 },
-            )?
+            )
+            .inspect_err(|e| self.ledger_failed(e))?
             .into_iter()
             .cloned()
             .collect();
@@ -877,7 +1082,7 @@ impl Pipeline {
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Prepared>(self.concurrency);
         // Objects in flight finish when `stop` fires; no new one starts.
         let produce = async move {
-            let mut failed = 0;
+            let (mut failed, mut sent) = (0, 0);
             let prepared = futures::stream::iter(taken)
                 .take_until(stop.clone().cancelled_owned())
                 .map(|object| async move {
@@ -887,11 +1092,17 @@ impl Pipeline {
                 .buffered(2 * self.concurrency);
             let mut prepared = std::pin::pin!(prepared);
             while let Some((object, result)) = prepared.next().await {
+                // The lake or the ledger refuses writes: take no more (those not sent are
+                // left for a later scan).
+                if self.sink.is_down() {
+                    break;
+                }
                 match result {
                     Ok(p) => {
                         if sender.send(p).await.is_err() {
                             break;
                         }
+                        sent += 1;
                     }
                     Err(error) => {
                         self.object_failed(source.name(), &object, &error);
@@ -900,21 +1111,26 @@ impl Pipeline {
                     }
                 }
             }
-            failed
+            (failed, sent)
         };
         // A full group commits while the next one fills; one commit at a time, in order.
         let consume = async {
-            let (mut committed, mut failed) = (0, 0);
+            let (mut committed, mut failed, mut deferred) = (0, 0, 0);
             let mut group = self.new_group();
             let mut committing: Option<Committing> = None;
             let mut next = receiver.recv().await;
             while let Some(prepared) = next.take() {
-                let added;
-                (group, added) = self.add_to(group, prepared).await;
-                if let Err(failure) = added {
-                    let n = self.group_failed(source.name(), failure);
-                    failed += n;
-                    done(n);
+                if self.sink.is_down() {
+                    deferred += 1;
+                    done(1);
+                } else {
+                    let added;
+                    (group, added) = self.add_to(group, prepared).await;
+                    if let Err(failure) = added {
+                        let n = self.group_failed(source.name(), failure);
+                        failed += n;
+                        done(n);
+                    }
                 }
                 next = receiver.recv().await;
                 if group.is_full() || (next.is_none() && !group.is_empty()) {
@@ -931,12 +1147,17 @@ impl Pipeline {
                 .end_commit(source.name(), committing.take(), None)
                 .await;
             done(ok + bad);
-            (committed + ok, failed + bad)
+            (committed + ok, failed + bad, deferred)
         };
-        let (produce_failed, (committed, consume_failed)) = tokio::join!(produce, consume);
+        let count = fresh.objects.len();
+        let ((produce_failed, sent), (committed, consume_failed, consume_deferred)) =
+            tokio::join!(produce, consume);
         drop(fresh);
+        let never_sent = count - sent - produce_failed;
         report.processed = committed + consume_failed + produce_failed;
         report.failed = consume_failed + produce_failed;
+        report.deferred = consume_deferred + never_sent;
+        done(never_sent);
         Ok(report)
     }
 
@@ -972,6 +1193,9 @@ impl Pipeline {
         }
         .await;
         if let Err(e) = &result {
+            if e.is_sink_failure() {
+                self.sink.failed(&e.to_string());
+            }
             self.stats.object_errors.fetch_add(1, Ordering::Relaxed);
             self.stats.count_error(e.kind());
             tracing::warn!(uri = %object.uri, kind = e.kind(), error = %e, "read not ingested");
@@ -1018,7 +1242,7 @@ impl Pipeline {
                     (object, error)
                 }
             };
-            let mut failure = group.abandon(error);
+            let mut failure = group.abandon(error, Some(&object.uri));
             failure.objects.push(object);
             Err(failure)
         })
@@ -1036,6 +1260,7 @@ impl Pipeline {
                         uri: String::new(),
                         message: e.to_string(),
                     }),
+                    unresolved: None,
                 }),
             ),
         }
@@ -1067,8 +1292,7 @@ impl Pipeline {
             Ok(n) => return (n, 0, next),
             Err(failed) => failed,
         };
-        let message =
-            |error: &ObjectError| format!("the group committed before this one failed: {error}");
+        let message = |error: &ObjectError| error.to_string();
         let mut to_abandon = Vec::new();
         let mut lost = None;
         let cause = match failed {
@@ -1085,9 +1309,9 @@ impl Pipeline {
             }
         };
         if let Some(next) = next.filter(|g| !g.is_empty()) {
-            let error = ObjectError::Task {
+            let error = ObjectError::AfterFailedGroup {
                 uri: next.members[0].object.uri.clone(),
-                message: cause,
+                cause,
             };
             to_abandon.insert(0, (next, error));
         }
@@ -1106,7 +1330,7 @@ impl Pipeline {
         let abandoned = tokio::task::spawn_blocking(move || {
             groups
                 .into_iter()
-                .map(|(group, error)| group.abandon(error))
+                .map(|(group, error)| group.abandon(error, None))
                 .collect()
         })
         .await;
@@ -1130,6 +1354,7 @@ impl Pipeline {
                         message: e.to_string(),
                     }),
                     objects,
+                    unresolved: None,
                 }));
             }
         };
@@ -1177,8 +1402,21 @@ impl Pipeline {
         Ok(members.len())
     }
 
+    /// Takes the sink down if `error` says the ledger must be reopened.
+    fn ledger_failed(&self, error: &LedgerError) {
+        if error.needs_reopen() && self.sink.failed(&error.to_string()) {
+            tracing::error!(error = %error, "the ledger refused a write; ingestion pauses until it takes writes again");
+        }
+    }
+
     /// Counts the failure of every object of a failed group; how many there were.
     fn group_failed(&self, source_name: &str, failure: GroupFailure) -> usize {
+        if let Some(unresolved) = failure.unresolved {
+            self.unresolved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(unresolved);
+        }
         for object in &failure.objects {
             self.object_failed(source_name, object, &failure.error);
         }
@@ -1186,10 +1424,22 @@ impl Pipeline {
     }
 
     /// Logs and counts one object's failed attempt, recording it as failed after
-    /// [`MAX_ATTEMPTS`] (at once when it vanished: no retry can bring it back).
+    /// [`MAX_ATTEMPTS`] (at once when it vanished: no retry can bring it back). A failure that
+    /// is not the object's takes the sink down instead, or is only logged.
     fn object_failed(&self, source_name: &str, object: &SourceObject, error: &ObjectError) {
         self.stats.object_errors.fetch_add(1, Ordering::Relaxed);
         self.stats.count_error(error.kind());
+        if error.is_sink_failure() {
+            if self.sink.failed(&error.to_string()) {
+                tracing::error!(source = source_name, uri = %object.uri, kind = error.kind(), error = %error,
+                    "the lake or the ledger refused a write; ingestion pauses until they take writes again, and the objects in flight are retried");
+            }
+            return;
+        }
+        if !error.counts_against_object() {
+            tracing::debug!(source = source_name, uri = %object.uri, error = %error, "object to be retried");
+            return;
+        }
         let attempts = self.count_attempt(&object.uri);
         tracing::warn!(source = source_name, key = %object.key, uri = %object.uri, kind = error.kind(), attempts, error = %error, "object not ingested");
         let gone = matches!(error, ObjectError::Fetch(SourceError::Gone { .. }));
