@@ -648,8 +648,11 @@ async fn a_vanished_object_is_recorded_once_and_skipped() {
 }
 
 /// Forwards to `upstream`, failing some object reads: every `slow_down`-th answers 503
-/// SlowDown, every `stall`-th waits `stall_for` before answering.
+/// SlowDown, every `stall`-th waits `stall_for` before answering; and, until `brownout_until`,
+/// a random `brownout_share` of every request (listings too) answers 503.
 struct FaultProxy {
+    brownout_until: Option<Instant>,
+    brownout_share: f64,
     upstream: String,
     slow_down: u64,
     stall: u64,
@@ -676,6 +679,19 @@ async fn start_proxy(proxy: Arc<FaultProxy>) -> SocketAddr {
             let object_read = parts.method == axum::http::Method::GET
                 && path.trim_start_matches('/').contains('/')
                 && !query.contains("list-type");
+            let slow_down = || {
+                proxy.faults.fetch_add(1, Ordering::Relaxed);
+                Response::builder()
+                    .status(503)
+                    .header("content-type", "application/xml")
+                    .body(Body::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"))
+                    .expect("response")
+            };
+            if proxy.brownout_until.is_some_and(|until| Instant::now() < until)
+                && rand::random_bool(proxy.brownout_share)
+            {
+                return slow_down();
+            }
             if parts.method == axum::http::Method::PUT {
                 let n = proxy.puts.fetch_add(1, Ordering::Relaxed) + 1;
                 if proxy.refused_puts.contains(&n) {
@@ -690,12 +706,7 @@ async fn start_proxy(proxy: Arc<FaultProxy>) -> SocketAddr {
             if object_read {
                 let n = proxy.reads.fetch_add(1, Ordering::Relaxed) + 1;
                 if n % proxy.slow_down == 0 {
-                    proxy.faults.fetch_add(1, Ordering::Relaxed);
-                    return Response::builder()
-                        .status(503)
-                        .header("content-type", "application/xml")
-                        .body(Body::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"))
-                        .expect("response");
+                    return slow_down();
                 }
                 if n % proxy.stall == 0 {
                     proxy.faults.fetch_add(1, Ordering::Relaxed);
@@ -740,6 +751,8 @@ async fn throttling_and_stalls_slow_ingest_but_lose_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, bucket, manifest) = bucket_with_sample(&moto, "faulty", dir.path()).await;
     let proxy = Arc::new(FaultProxy {
+        brownout_until: None,
+        brownout_share: 0.0,
         upstream: moto.clone(),
         slow_down: 4,
         stall: 29,
@@ -779,6 +792,71 @@ async fn throttling_and_stalls_slow_ingest_but_lose_nothing() {
         proxy.faults.load(Ordering::Relaxed) > 100,
         "faults were injected"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minute_of_503_on_three_requests_in_ten_fails_no_object() {
+    let Some(moto) = aws::moto() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (s3, bucket, first) = bucket_with_sample(&moto, "brownout", dir.path()).await;
+    let brownout = Duration::from_secs(60);
+    let proxy = Arc::new(FaultProxy {
+        brownout_until: Some(Instant::now() + brownout),
+        brownout_share: 0.3,
+        upstream: moto.clone(),
+        slow_down: u64::MAX,
+        stall: u64::MAX,
+        stall_for: Duration::ZERO,
+        reads: AtomicU64::new(0),
+        faults: AtomicU64::new(0),
+        refused_puts: 0..0,
+        puts: AtomicU64::new(0),
+    });
+    let addr = start_proxy(proxy.clone()).await;
+    let started = Instant::now();
+    // Ten attempts: one GET of the ~1,900 fails all ten with odds of 1 in 100, so an object
+    // that fails an attempt means the SDK gave up before its ten.
+    let mut aws_settings = settings(&format!("http://{addr}"));
+    aws_settings.max_attempts = 10;
+    let config = config(
+        &dir.path().join("lake"),
+        vec![s3_source(s3_spec(&bucket, aws_settings))],
+    );
+    let service = Running::start(config).await;
+    // More days arrive during the brownout, so that ingestion runs through it.
+    let mut expected = first.cloudtrail_rows;
+    for (n, day) in [(1, "2026-11-02"), (2, "2026-11-03")] {
+        tokio::time::sleep(brownout / 3).await;
+        let data = dir.path().join(format!("data{n}"));
+        let options = SampleOptions {
+            day: day.parse().expect("day"),
+            seed: 7 + n,
+            ..SampleOptions::default()
+        };
+        expected += sample::generate(&data, &options)
+            .expect("sample")
+            .cloudtrail_rows;
+        aws::upload_dir(&s3, &bucket, "", &data).await;
+    }
+    let left = brownout.saturating_sub(started.elapsed());
+    tokio::time::sleep(left).await;
+    wait_for_count(
+        &service,
+        "SELECT count(*) FROM cloudtrail",
+        expected as i64,
+        Duration::from_secs(120),
+    )
+    .await;
+    let status = service.wait_idle().await;
+    assert_eq!(status["lake"]["objects_failed"], 0, "{status}");
+    assert_eq!(status["process"]["objects_failed"], 0, "{status}");
+    assert_eq!(
+        status["process"]["object_errors"], 0,
+        "every read was retried up to max_attempts: {status}"
+    );
+    let faults = proxy.faults.load(Ordering::Relaxed);
+    assert!(faults > 300, "503s were answered: {faults}");
+    service.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -870,6 +948,8 @@ async fn commits_refused_by_the_lake_store_are_redone_without_loss_or_doubling()
     let bucket = aws::unique("refusing");
     aws::create_bucket(&aws::s3(&aws::sdk(&endpoint).await), &bucket).await;
     let proxy = Arc::new(FaultProxy {
+        brownout_until: None,
+        brownout_share: 0.0,
         upstream: endpoint.clone(),
         slow_down: u64::MAX,
         stall: u64::MAX,

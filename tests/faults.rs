@@ -395,3 +395,152 @@ fn a_ledger_that_hit_a_full_disk_takes_writes_again_once_space_returns_without_a
         Some("v999".into())
     );
 }
+
+/// Runs `auditlake` with `args` to its end: whether it succeeded, its stderr, and its peak
+/// resident memory in bytes (from the kernel's account of the child, at its end).
+#[allow(unsafe_code)]
+// The child is reaped by `wait4`, which also reports its peak memory.
+#[allow(clippy::zombie_processes)]
+fn run_measured(args: &[&std::ffi::OsStr], dir: &Path) -> (bool, String, u64) {
+    let stderr_path = dir.join("stderr.txt");
+    let child = Command::new(common::binary())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn auditlake");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, with valid pointers to locals.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4");
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (ok, stderr, usage.ru_maxrss as u64 * 1024)
+}
+
+#[test]
+fn a_gzip_bomb_and_a_huge_sparse_file_are_rejected_holding_no_more_than_the_object_limit() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let host = data.join("orders-prod/orders-prod-shard-00-00.x7k2p.mongodb.net/mongod-audit");
+    std::fs::create_dir_all(&host).expect("dir");
+    // 1 GiB of zeros in 1,024 gzip members of 1 MiB each: about a megabyte on disk.
+    let mut member = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    member.write_all(&vec![0u8; 1 << 20]).expect("gzip");
+    let member = member.finish().expect("gzip");
+    let bomb = member.repeat(1024);
+    std::fs::write(host.join("1780000000-mongod-audit.log.gz"), &bomb).expect("bomb");
+    std::fs::write(
+        host.join("1780007200-mongod-audit.log"),
+        audit_line(0, 0) + &audit_line(0, 1),
+    )
+    .expect("log");
+    // An object decoding holds at most the object limit (the default's value here).
+    let limit = 256u64 << 20;
+    let bound = limit + (128 << 20);
+    let config = dir.path().join("auditlake.toml");
+    std::fs::write(&config, "[ingest]\nmax_object_bytes = 268435456\n").expect("config");
+    let lake = dir.path().join("lake");
+    let ingest = || {
+        let (ok, stderr, peak) = run_measured(
+            &[
+                "ingest".as_ref(),
+                "--config".as_ref(),
+                config.as_os_str(),
+                "--lake".as_ref(),
+                lake.as_os_str(),
+                data.as_os_str(),
+            ],
+            dir.path(),
+        );
+        assert!(ok, "{stderr}");
+        peak
+    };
+    let peak = ingest();
+    assert!(
+        peak < bound,
+        "peak RSS {} MB with the gzip bomb",
+        peak >> 20
+    );
+    // Then 2 GiB that the filesystem does not store.
+    std::fs::File::create(host.join("1780003600-mongod-audit.log"))
+        .and_then(|f| f.set_len(2 << 30))
+        .expect("sparse file");
+    let peak = ingest();
+    assert!(
+        peak < bound,
+        "peak RSS {} MB with the sparse file",
+        peak >> 20
+    );
+    assert_eq!(sql_count(&lake, "SELECT count(*) FROM mongodb_audit"), 2);
+    assert_eq!(
+        sql_count(
+            &lake,
+            "SELECT count(*) FROM rejected WHERE reason LIKE '%ingest.max_object_bytes%'"
+        ),
+        2,
+        "each oversized object is one rejected row naming the limit"
+    );
+    assert_eq!(
+        sql_count(
+            &lake,
+            "SELECT count(*) FROM rejected WHERE raw_size = 2147483648 AND reason LIKE '%not read'"
+        ),
+        1,
+        "the sparse file is not read"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_an_earlier_version_recorded_as_failed_for_a_lake_write_are_ingested_again() {
+    use auditlake_ingest::ledger::{Ledger, ObjectEntry, ObjectStatus};
+    use auditlake_ingest::source::LogSource;
+    use auditlake_ingest::source::folder::FolderSource;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, lake) = (dir.path().join("data"), dir.path().join("lake"));
+    let lines = grow(&data, 0, 2);
+    // What a run on a full disk left: every object recorded as failed, kind `write`.
+    let source = FolderSource::new(&data, Duration::ZERO, None).expect("source");
+    let listing = source.list().await.expect("list");
+    std::fs::create_dir_all(lake.join("_state")).expect("state dir");
+    let ledger = Ledger::open(&lake.join("_state/ledger.redb")).expect("ledger");
+    for object in &listing.objects {
+        let entry = ObjectEntry {
+            version: object.version.clone(),
+            kind: "write".into(),
+            status: ObjectStatus::Failed,
+            cloudtrail_rows: 0,
+            mongodb_audit_rows: 0,
+            rejected_rows: 0,
+            duplicate_events: 0,
+            alerts: 0,
+            bytes: 0,
+            files: Vec::new(),
+        };
+        ledger
+            .commit(&object.uri, &entry, &[])
+            .expect("record failure");
+    }
+    drop(ledger);
+    let out = Command::new(common::binary())
+        .args(["ingest", "--lake"])
+        .arg(&lake)
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run auditlake ingest");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        sql_count(&lake, "SELECT count(*) FROM mongodb_audit"),
+        FILES * lines
+    );
+}

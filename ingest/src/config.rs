@@ -136,7 +136,7 @@ pub struct IngestConfig {
     pub settle: Option<Duration>,
     /// Largest record (one line) in bytes; longer ones are rejected. Default 4 MiB.
     pub max_record_bytes: Option<usize>,
-    /// Largest object after decompression, in bytes. Default 1 GiB.
+    /// Largest object after decompression, in bytes. Default 256 MiB: each object decoding may hold this much.
     pub max_object_bytes: Option<usize>,
     /// Several workers write this lake (e.g. on one SQS queue): decide event-id ownership and
     /// skip objects through the lake itself (see `shared.rs`). Default false.
@@ -483,7 +483,9 @@ impl Config {
         }
         let limits = DecodeLimitsConfig {
             max_record_bytes: i.max_record_bytes.unwrap_or(4 << 20),
-            max_object_bytes: i.max_object_bytes.unwrap_or(1 << 30),
+            max_object_bytes: i
+                .max_object_bytes
+                .unwrap_or(crate::decode::DEFAULT_MAX_OBJECT_BYTES),
         };
         if limits.max_record_bytes < 1024 {
             return Err(invalid("ingest.max_record_bytes", "must be at least 1024"));

@@ -50,6 +50,10 @@ pub enum Format {
     MongoAudit,
 }
 
+/// Default of [`DecodeLimits::max_object_bytes`]: each object decoding may hold this much
+/// (concurrency objects decode at once), whatever its bytes claim.
+pub const DEFAULT_MAX_OBJECT_BYTES: usize = 256 << 20;
+
 /// Limits that keep one object or record from taking the process down.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeLimits {
@@ -62,7 +66,7 @@ pub struct DecodeLimits {
 impl Default for DecodeLimits {
     fn default() -> Self {
         DecodeLimits {
-            max_object_bytes: 1 << 30,
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             max_line_bytes: 4 << 20,
         }
     }
@@ -172,6 +176,10 @@ pub struct Gunzipped {
     /// Bytes after the last whole member that are not gzip: the members before them are whole,
     /// so their content stands.
     pub trailing: Vec<u8>,
+    /// The stream inflates past the limit: `content` is only its first
+    /// [`schema::REJECTED_RAW_LIMIT`] bytes, kept to show what it was, and the object is
+    /// rejected whole.
+    pub oversized: bool,
 }
 
 /// Inflates a gzip object; see [`Gunzipped`].
@@ -225,6 +233,7 @@ fn gunzip_streaming(bytes: &[u8], limit: usize) -> Gunzipped {
     };
     let mut rest: &[u8] = bytes;
     let mut member = 0;
+    // Inflated bytes so far, members that failed their checksum included.
     let mut inflated = 0usize;
     while !rest.is_empty() {
         member += 1;
@@ -233,23 +242,30 @@ fn gunzip_streaming(bytes: &[u8], limit: usize) -> Gunzipped {
             break;
         }
         let mut decoder = flate2::bufread::GzDecoder::new(rest);
-        let mut piece = Vec::new();
-        let room = (limit + 1).saturating_sub(inflated) as u64;
-        let result = (&mut decoder).take(room).read_to_end(&mut piece);
-        inflated += piece.len();
+        let start = out.content.len();
+        let room = limit.saturating_sub(inflated);
+        let result = read_capped(&mut decoder, &mut out.content, room);
         let remaining = decoder.get_ref().len();
         match result {
-            Ok(_) if inflated > limit => {
-                out.content.extend_from_slice(&piece);
+            Ok(n) if n > room => {
+                // Held no more than the limit; only a sample stays.
+                out.content
+                    .truncate(schema::REJECTED_RAW_LIMIT.min(out.content.len()));
+                out.content.shrink_to_fit();
+                out.unverified.clear();
+                out.oversized = true;
                 out.error = Some(format!(
-                    "decompressed size exceeds the {limit}-byte object limit"
+                    "decompressed size exceeds the {limit}-byte object limit (ingest.max_object_bytes)"
                 ));
                 break;
             }
-            Ok(_) => out.content.extend_from_slice(&piece),
-            Err(e) if e.to_string().contains("checksum") => out.unverified.push((member, piece)),
+            Ok(n) => inflated += n,
+            Err(e) if e.to_string().contains("checksum") => {
+                let piece = out.content.split_off(start);
+                inflated += piece.len();
+                out.unverified.push((member, piece));
+            }
             Err(e) => {
-                out.content.extend_from_slice(&piece);
                 out.error = Some(format!("gzip stream is corrupt or truncated: {e}"));
                 break;
             }
@@ -257,6 +273,68 @@ fn gunzip_streaming(bytes: &[u8], limit: usize) -> Gunzipped {
         rest = &rest[rest.len() - remaining..];
     }
     out
+}
+
+/// Appends what `reader` yields to `out` until its end or until more than `room` bytes came
+/// (then `room + 1` were appended); how many. `out` grows by doubling but never past what it
+/// held plus `room + 1`, so that a stream that inflates without end costs the limit and no
+/// more.
+fn read_capped(reader: &mut impl Read, out: &mut Vec<u8>, room: usize) -> std::io::Result<usize> {
+    let ceiling = out.len().saturating_add(room).saturating_add(1);
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut total = 0usize;
+    while total <= room {
+        let want = chunk.len().min(room + 1 - total);
+        let n = match reader.read(&mut chunk[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if out.capacity() - out.len() < n {
+            let grown = out
+                .capacity()
+                .saturating_mul(2)
+                .clamp(out.len() + n, ceiling.max(out.len() + n));
+            out.reserve_exact(grown - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
+        total += n;
+    }
+    Ok(total)
+}
+
+/// What an object too large to read decodes to: one rejected row saying so, for an object of
+/// `size` bytes (as listed) over `limits.max_object_bytes`.
+pub fn oversized(
+    format: Format,
+    size: u64,
+    ctx: &ObjectContext<'_>,
+    limits: DecodeLimits,
+) -> Result<Decoded, DecodeError> {
+    let target = match format {
+        Format::CloudTrail => schema::CLOUDTRAIL,
+        Format::MongoAudit => schema::MONGODB_AUDIT,
+    };
+    let mut rejects = Rejects::new(ctx, target);
+    let reason = format!(
+        "object of {size} bytes exceeds the {}-byte object limit (ingest.max_object_bytes); not read",
+        limits.max_object_bytes
+    );
+    rejects.push_part(
+        None,
+        &reason,
+        &[],
+        usize::try_from(size).unwrap_or(usize::MAX),
+    );
+    let rejected = rejects.rows.finish().map_err(|source| DecodeError::Arrow {
+        table: schema::REJECTED,
+        source,
+    })?;
+    Ok(Decoded {
+        rejected: Some(rejected),
+        ..Decoded::default()
+    })
 }
 
 /// Decodes one object's bytes; see the module documentation.
@@ -278,14 +356,17 @@ pub fn decode_object(
         error: gzip_error,
         unverified,
         trailing,
+        oversized,
     } = if is_gzip(bytes) {
         gunzip(bytes, limits.max_object_bytes)
     } else if bytes.len() > limits.max_object_bytes {
         Gunzipped {
+            content: bytes[..schema::REJECTED_RAW_LIMIT.min(bytes.len())].to_vec(),
             error: Some(format!(
-                "object exceeds the {}-byte limit",
+                "object exceeds the {}-byte object limit (ingest.max_object_bytes)",
                 limits.max_object_bytes
             )),
+            oversized: true,
             ..Gunzipped::default()
         }
     } else {
@@ -318,16 +399,29 @@ pub fn decode_object(
         }
     }
 
+    // An object over the limit is rejected whole, with a sample of what it holds.
+    if oversized {
+        let reason = gzip_error.unwrap_or_default();
+        let size = if is_gzip(bytes) {
+            limits.max_object_bytes.saturating_add(1)
+        } else {
+            bytes.len()
+        };
+        rejects.push_part(None, &reason, &content, size);
+        let rejected = rejects.rows.finish().map_err(|source| DecodeError::Arrow {
+            table: schema::REJECTED,
+            source,
+        })?;
+        out.rejected = Some(rejected);
+        return Ok(out);
+    }
+
     // After a decompression error only whole lines are trusted; the rest is rejected whole.
     if let Some(reason) = gzip_error {
-        let keep = if content.len() > limits.max_object_bytes {
-            0
-        } else {
-            content[..]
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1)
-        };
+        let keep = content[..]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
         let tail = content.split_off(keep);
         let raw = if tail.is_empty() { bytes } else { &tail[..] };
         rejects.push(None, &reason, raw);
@@ -472,7 +566,12 @@ fn line_count(content: &[u8]) -> usize {
     memchr::memchr_iter(b'\n', content).count() + usize::from(!content.ends_with(b"\n"))
 }
 
-/// Whether content holds one JSON document per line: true when its first line alone parses.
+/// Lines looked at to tell one record per line from a document spread over lines.
+const FRAMING_PROBE_LINES: usize = 64;
+
+/// Whether content holds one JSON document per line: true when it has several lines and its
+/// first line alone parses, or (the first line being damaged) one of the next lines is a whole
+/// CloudTrail record on its own, which a document spread over lines never has.
 fn looks_line_delimited(content: &[u8]) -> bool {
     let start = content
         .iter()
@@ -482,12 +581,25 @@ fn looks_line_delimited(content: &[u8]) -> bool {
     let Some(end) = rest.iter().position(|&b| b == b'\n') else {
         return false;
     };
-    let first = &rest[..end];
     if rest[end..].iter().all(u8::is_ascii_whitespace) {
         return false;
     }
-    let mut probe = first.to_vec();
-    tape::with_parsed(&mut probe, |_| ()).is_ok()
+    let mut probe = rest[..end].to_vec();
+    if tape::with_parsed(&mut probe, |_| ()).is_ok() {
+        return true;
+    }
+    rest[end + 1..]
+        .split(|&b| b == b'\n')
+        .take(FRAMING_PROBE_LINES)
+        .map(|line| line.trim_ascii())
+        .filter(|line| line.starts_with(b"{") && line.ends_with(b"}"))
+        .any(|line| {
+            let mut probe = line.to_vec();
+            tape::with_parsed(&mut probe, |record| {
+                record.get("eventTime").is_some() && cloudtrail::not_a_record(record).is_none()
+            })
+            .unwrap_or(false)
+        })
 }
 
 /// One line to parse in place, and its bytes as they were before parsing.

@@ -511,3 +511,63 @@ fn bytes_after_an_intact_gzip_member_are_rejected_and_the_member_kept() {
     let object = [gzip(lines.as_bytes()), b"junk".to_vec()].concat();
     assert_eq!(decode(Format::MongoAudit, &object).row_counts(), (0, 1, 1));
 }
+
+#[test]
+fn a_damaged_first_line_of_one_record_per_line_rejects_that_line_only() {
+    let record = |n: usize| ASSUME_ROLE.replace("\"e-1\"", &format!("\"e-{n}\""));
+    let first = record(0);
+    let damaged = &first[..first.len() / 2];
+    let mut object = format!("{damaged}\n");
+    for n in 1..=46 {
+        object.push_str(&record(n));
+        object.push('\n');
+    }
+    let decoded = decode(Format::CloudTrail, object.as_bytes());
+    assert_eq!(decoded.cloudtrail.expect("rows").num_rows(), 46);
+    let rejected = decoded.rejected.expect("rejected");
+    assert_eq!(rejected.num_rows(), 1);
+    let size = rejected
+        .column_by_name("raw_size")
+        .expect("raw_size")
+        .as_primitive::<Int64Type>()
+        .value(0);
+    assert_eq!(size as usize, damaged.len());
+
+    // A document spread over lines is still one document, rejected whole when damaged.
+    let pretty = serde_json::to_string_pretty(&serde_json::json!({
+        "Records": [serde_json::from_str::<serde_json::Value>(ASSUME_ROLE).expect("json")]
+    }))
+    .expect("pretty");
+    let cut = &pretty[..pretty.len() - 3];
+    let decoded = decode(Format::CloudTrail, cut.as_bytes());
+    assert!(decoded.cloudtrail.is_none_or(|r| r.num_rows() == 0));
+    assert_eq!(decoded.rejected.expect("rejected").num_rows(), 1);
+}
+
+#[test]
+fn a_stream_that_inflates_past_the_limit_is_one_rejected_row_with_a_sample() {
+    let member = gzip(&vec![b'x'; 1 << 20]);
+    let bomb = member.repeat(64);
+    let limits = DecodeLimits {
+        max_object_bytes: 8 << 20,
+        ..DecodeLimits::default()
+    };
+    let decoded = decode_object(Format::MongoAudit, &bomb, &ctx(), limits).expect("decode");
+    assert!(decoded.mongodb_audit.is_none());
+    let rejected = decoded.rejected.expect("rejected");
+    assert_eq!(rejected.num_rows(), 1);
+    assert!(
+        text(&rejected, "reason", 0).is_some_and(|r| r.contains("ingest.max_object_bytes")),
+        "{:?}",
+        text(&rejected, "reason", 0)
+    );
+    let raw = rejected
+        .column_by_name("raw")
+        .expect("raw")
+        .as_binary::<i32>();
+    assert_eq!(raw.value(0).len(), schema::REJECTED_RAW_LIMIT);
+    assert!(raw.value(0).iter().all(|&b| b == b'x'));
+    let gunzipped = gunzip(&bomb, 8 << 20);
+    assert!(gunzipped.oversized);
+    assert!(gunzipped.content.capacity() <= schema::REJECTED_RAW_LIMIT);
+}

@@ -1471,6 +1471,14 @@ impl Pipeline {
             let digest = kind == ObjectKind::CloudTrailDigest;
             return Ok(skipped(object, kind.label(), digest));
         }
+        // Not read at all when its listed size is over the limit (with a margin for gzip's
+        // framing of content that does not compress): it could only be rejected.
+        let limit = self.limits.max_object_bytes as u64;
+        if object.size > limit.saturating_add(limit / 256) {
+            return self
+                .prepare_content(object, kind, Content::TooLarge(object.size), Vec::new())
+                .await;
+        }
         let bytes = source.fetch(object).await?;
         self.prepare_bytes(object, kind, bytes, Vec::new()).await
     }
@@ -1484,12 +1492,24 @@ impl Pipeline {
         bytes: Vec<u8>,
         cursors: Vec<(String, Vec<u8>)>,
     ) -> Result<Prepared, ObjectError> {
-        let Some(format) = kind.format() else {
-            return Ok(skipped(object, kind.label(), false));
-        };
         self.stats
             .bytes_read
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.prepare_content(object, kind, Content::Read(bytes), cursors)
+            .await
+    }
+
+    /// [`Pipeline::prepare_bytes`] for what was read of an object, or of one too large to read.
+    async fn prepare_content(
+        &self,
+        object: &SourceObject,
+        kind: ObjectKind,
+        content: Content,
+        cursors: Vec<(String, Vec<u8>)>,
+    ) -> Result<Prepared, ObjectError> {
+        let Some(format) = kind.format() else {
+            return Ok(skipped(object, kind.label(), false));
+        };
         let ledger = self.ledger.clone();
         let writer = self.writer.clone();
         let limits = self.limits;
@@ -1508,7 +1528,7 @@ impl Pipeline {
                 task_object,
                 kind,
                 format,
-                &bytes,
+                &content,
                 now,
             )?;
             prepared.cursors = cursors;
@@ -1616,6 +1636,13 @@ fn empty_entry() -> ObjectEntry {
     }
 }
 
+/// An object's content as the pipeline got it.
+enum Content {
+    Read(Vec<u8>),
+    /// Not read: its listed size (this) is over the object limit.
+    TooLarge(u64),
+}
+
 /// Decodes and deduplicates one object; the blocking half of [`Pipeline::prepare_bytes`].
 #[allow(clippy::too_many_arguments)]
 fn decode_object(
@@ -1626,7 +1653,7 @@ fn decode_object(
     object: SourceObject,
     kind: ObjectKind,
     format: decode::Format,
-    bytes: &[u8],
+    content: &Content,
     now_micros: i64,
 ) -> Result<Prepared, ObjectError> {
     // A new version replaces the rows of the one ingested before (idempotent, so a crash
@@ -1651,18 +1678,22 @@ fn decode_object(
         ingested_at_micros: now_micros,
         atlas,
     };
-    let mut decoded: Decoded =
-        decode::decode_object(format, bytes, &ctx, limits).map_err(|source| {
-            ObjectError::Decode {
-                uri: object.uri.clone(),
-                source,
-            }
-        })?;
+    let (decoded, size) = match content {
+        Content::Read(bytes) => (
+            decode::decode_object(format, bytes, &ctx, limits),
+            bytes.len() as u64,
+        ),
+        Content::TooLarge(size) => (decode::oversized(format, *size, &ctx, limits), 0),
+    };
+    let mut decoded: Decoded = decoded.map_err(|source| ObjectError::Decode {
+        uri: object.uri.clone(),
+        source,
+    })?;
     let rows = |b: &Option<RecordBatch>| b.as_ref().map_or(0, |b| b.num_rows() as u64);
     let mut entry = ObjectEntry {
         version: object.version.clone(),
         kind: kind.label().to_owned(),
-        bytes: bytes.len() as u64,
+        bytes: size,
         ..empty_entry()
     };
     let mut claims = Vec::new();
