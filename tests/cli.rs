@@ -213,3 +213,49 @@ fn a_configuration_without_sources_serves_queries_only() {
     let count = count.expect("a query answered");
     assert_eq!(count["rows"][0]["n"], 0, "nothing ingested: {count}");
 }
+
+/// Average bytes of compact JSON per CloudTrail record under `folder`.
+fn average_cloudtrail_record_bytes(folder: &std::path::Path) -> usize {
+    use std::io::Read;
+    let (mut records, mut bytes) = (0, 0);
+    for entry in walkdir::WalkDir::new(folder) {
+        let entry = entry.expect("walk");
+        let path = entry.path().to_string_lossy().into_owned();
+        if !path.ends_with(".json.gz") || !path.contains("/CloudTrail/") {
+            continue;
+        }
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(entry.path()).expect("open"))
+            .read_to_string(&mut text)
+            .expect("gunzip");
+        let document: serde_json::Value = serde_json::from_str(&text).expect("json");
+        for record in document["Records"].as_array().expect("records") {
+            records += 1;
+            bytes += record.to_string().len();
+        }
+    }
+    bytes / records
+}
+
+#[test]
+fn sample_records_can_be_made_larger_for_the_benchmark() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (natural, large) = (dir.path().join("natural"), dir.path().join("large"));
+    for (out, size) in [(&natural, None), (&large, Some("1400"))] {
+        let mut args = vec![
+            "sample",
+            "generate",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--cloudtrail-records",
+            "5000",
+        ];
+        args.extend(size.map(|s| ["--record-size", s]).into_iter().flatten());
+        let (ok, _, stderr) = run(&args);
+        assert!(ok, "{stderr}");
+    }
+    let natural = average_cloudtrail_record_bytes(&natural);
+    let large = average_cloudtrail_record_bytes(&large);
+    assert!((850..1050).contains(&natural), "{natural}");
+    assert!((1300..1500).contains(&large), "{large}");
+}

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Benchmark: CloudTrail and Atlas audit files to Parquet, auditlake vs DuckDB, in one run.
 #
-#   bash ingest/benches/ingest.sh [CLOUDTRAIL_RECORDS] [AUDIT_LINES]   (default 1000000 each)
+#   bash ingest/benches/ingest.sh [CLOUDTRAIL_RECORDS] [AUDIT_LINES] [RECORD_SIZE]
+#
+# (default 1000000 each; RECORD_SIZE: average bytes of JSON per CloudTrail record, e.g. 1400
+# for larger request parameters and response elements than the generator's natural ~0.94 KB).
+# Data sets of more than 1 M records of a kind are generated one day per million, the
+# generator holding a day in memory.
 #
 # Builds the release binary, generates the data set (CloudTrail in the S3 layout, gzip objects;
 # Atlas audit lines, half the objects gzip) into a temporary folder, then for each half runs
@@ -15,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 CT=${1:-1000000}
 AUDIT=${2:-1000000}
+SIZE=${3:-}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditlake/target}"
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time (apt-get install time)" >&2; exit 1; }
 
@@ -26,7 +32,7 @@ bench_venv
 
 # AUDITLAKE_BENCH_DIR keeps the generated data between runs (lakes and outputs are redone).
 if [ -n "${AUDITLAKE_BENCH_DIR:-}" ]; then
-  WORK="$AUDITLAKE_BENCH_DIR/ingest-$CT-$AUDIT"
+  WORK="$AUDITLAKE_BENCH_DIR/ingest-$CT-$AUDIT${SIZE:+-$SIZE}"
   mkdir -p "$WORK"
   rm -rf "$WORK/lake-ct" "$WORK/lake-audit" "$WORK/duckdb-in" "$WORK"/*.parquet "$WORK/results"
 else
@@ -37,9 +43,20 @@ fi
 if [ ! -f "$WORK/manifest.json" ]; then
   echo "generating $CT CloudTrail records and $AUDIT audit lines..."
   rm -rf "$WORK/data"
-  "$BIN" sample generate --out "$WORK/data" --cloudtrail-records "$CT" --audit-lines "$AUDIT" > "$WORK/manifest.tmp"
-  rm "$WORK/data/MANIFEST.json"
-  mv "$WORK/manifest.tmp" "$WORK/manifest.json"
+  days=$(( (CT > AUDIT ? CT : AUDIT) / 1000000 ))
+  days=$(( days < 1 ? 1 : days ))
+  for ((d = 0; d < days; d++)); do
+    day=$(date -u -d "2026-11-01 + $d days" +%F)
+    "$BIN" sample generate --out "$WORK/data" --day "$day" --seed $((20261101 + d)) \
+      --cloudtrail-records $((CT / days)) --audit-lines $((AUDIT / days)) ${SIZE:+--record-size "$SIZE"} \
+      > "$WORK/manifest-$d.json"
+    rm "$WORK/data/MANIFEST.json"
+  done
+  python3 -c "
+import json, sys
+days = [json.load(open(f)) for f in sys.argv[1:]]
+print(json.dumps({k: sum(d[k] for d in days) for k in days[0]}))
+" "$WORK"/manifest-*.json > "$WORK/manifest.json"
 fi
 
 # The same files for DuckDB, gzip ones linked under a `.gz` name.

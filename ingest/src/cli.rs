@@ -141,6 +141,11 @@ enum SampleCommand {
         /// The day the events happen on (YYYY-MM-DD, UTC).
         #[arg(long, default_value_t = sample::SAMPLE_DAY)]
         day: chrono::NaiveDate,
+        /// Average bytes of JSON per background CloudTrail record (larger request parameters
+        /// and response elements, varying from record to record); default: their natural size,
+        /// about 0.9 KB.
+        #[arg(long)]
+        record_size: Option<usize>,
     },
 }
 
@@ -220,12 +225,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cloudtrail_records,
             audit_lines,
             day,
+            record_size,
         }) => {
             let options = SampleOptions {
                 seed,
                 cloudtrail_records,
                 audit_lines,
                 day,
+                cloudtrail_record_bytes: record_size,
             };
             let manifest = sample::generate(&out, &options)?;
             println!("{}", serde_json::to_string_pretty(&manifest)?);

@@ -59,6 +59,10 @@ pub struct SampleOptions {
     pub audit_lines: usize,
     /// The day the events happen on (UTC).
     pub day: NaiveDate,
+    /// Average bytes of JSON per background CloudTrail record: request parameters and response
+    /// elements grow (by a number of items varying from record to record) until the records
+    /// average about this size. `None`: their natural size, about 0.9 KB.
+    pub cloudtrail_record_bytes: Option<usize>,
 }
 
 impl Default for SampleOptions {
@@ -68,9 +72,15 @@ impl Default for SampleOptions {
             cloudtrail_records: 2_000,
             audit_lines: 4_000,
             day: SAMPLE_DAY,
+            cloudtrail_record_bytes: None,
         }
     }
 }
+
+/// Bytes of one item [`Generator::padding`] adds, about (a third filters, the rest instances).
+const PADDING_ITEM_BYTES: f64 = 190.0;
+/// Bytes of a background record without padding, about.
+const BACKGROUND_RECORD_BYTES: f64 = 940.0;
 
 /// Exact counts of what was written, as a correct ingest must find them.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
@@ -122,6 +132,8 @@ struct AuditLine {
 
 struct Generator {
     rng: StdRng,
+    /// Items of padding per background CloudTrail record, on average.
+    padding_items: f64,
     day: DateTime<Utc>,
     ct: Vec<CtEvent>,
     audit: Vec<AuditLine>,
@@ -440,11 +452,12 @@ impl Generator {
             } else {
                 self.role_session(ACCOUNT, "", "platform-ops", "ops", time)
             };
+            let (request, response) = self.padding();
             let record = json!({
                 "eventVersion": "1.09", "userIdentity": identity, "eventTime": ts(time), "eventSource": source,
                 "eventName": name, "awsRegion": REGION, "sourceIPAddress": "10.20.7.44",
-                "userAgent": "aws-sdk-go-v2/1.32.2 os/linux lang/go#1.23.2", "requestParameters": {"maxResults": 50},
-                "responseElements": null, "requestID": self.id(), "eventID": self.id(), "readOnly": read_only,
+                "userAgent": "aws-sdk-go-v2/1.32.2 os/linux lang/go#1.23.2", "requestParameters": request,
+                "responseElements": response, "requestID": self.id(), "eventID": self.id(), "readOnly": read_only,
                 "eventType": "AwsApiCall", "managementEvent": true, "recipientAccountId": ACCOUNT, "eventCategory": "Management"
             });
             self.push_ct(ACCOUNT, time, record);
@@ -455,6 +468,39 @@ impl Generator {
                 last.delay_minutes = 15;
             }
         }
+    }
+
+    /// Request parameters and response elements of a background record: a page size alone,
+    /// or (with a record size asked for) filters and the instances they found, between none and
+    /// twice the average number of items.
+    fn padding(&mut self) -> (Value, Value) {
+        if self.padding_items <= 0.0 {
+            return (json!({"maxResults": 50}), Value::Null);
+        }
+        // Uniform over 0..=2n, whose mean is n: a fractional mean takes the two nearest n.
+        let mean = self.padding_items.floor() as usize
+            + usize::from(self.rng.random_bool(self.padding_items.fract()));
+        let items = self.rng.random_range(0..=2 * mean);
+        let filters = items / 3;
+        let request = json!({
+            "maxResults": 50,
+            "filterSet": {"items": (0..filters).map(|n| json!({
+                "name": format!("tag:team-{n}"),
+                "valueSet": {"items": [{"value": format!("platform-{}", self.rng.random_range(0..1000))}]}
+            })).collect::<Vec<_>>()},
+        });
+        let instances: Vec<Value> = (0..items - filters)
+            .map(|_| {
+                json!({
+                    "instanceId": format!("i-{:017x}", self.rng.random::<u64>() >> 4),
+                    "imageId": "ami-0abcdef1234567890",
+                    "instanceState": {"code": 16, "name": "running"},
+                    "privateIpAddress": format!("10.20.{}.{}", self.rng.random_range(0..255), self.rng.random_range(1..255)),
+                    "subnetId": "subnet-0123456789abcdef0",
+                })
+            })
+            .collect();
+        (request, json!({"instancesSet": {"items": instances}}))
     }
 
     fn background_audit(&mut self, count: usize) {
@@ -503,6 +549,9 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 pub fn generate(out: &Path, options: &SampleOptions) -> Result<Manifest, SampleError> {
     let mut g = Generator {
         rng: StdRng::seed_from_u64(options.seed),
+        padding_items: options.cloudtrail_record_bytes.map_or(0.0, |b| {
+            (b as f64 - BACKGROUND_RECORD_BYTES).max(0.0) / PADDING_ITEM_BYTES
+        }),
         day: options.day.and_time(NaiveTime::MIN).and_utc(),
         ct: Vec::new(),
         audit: Vec::new(),

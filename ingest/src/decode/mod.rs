@@ -672,4 +672,6 @@ fn trim_line(line: &mut [u8]) -> &mut [u8] {
 }
 
 #[cfg(test)]
+mod ocsf_tests;
+#[cfg(test)]
 mod tests;

@@ -2,7 +2,8 @@
 //!
 //! Two schemas land in the one table: the classic `mongo` schema (`atype`, `ts`, `users`, `param`,
 //! ...) and MongoDB 8's OCSF schema (`class_uid`, `time`, `actor`, `src_endpoint`, ...); the
-//! `audit_schema` column says which. Each message is read straight from simd-json's tape. Extended JSON is read where MongoDB writes it (`$date`,
+//! `audit_schema` column says which, and the columns mean the same for both (see
+//! [`append_ocsf`]). Each message is read straight from simd-json's tape. Extended JSON is read where MongoDB writes it (`$date`,
 //! `$numberLong`, `$binary`). Where an IP address belongs but the text is not one, the typed
 //! `*_ip` column stays null and `*_ip_text` keeps the text. Unknown top-level fields go to
 //! `unmapped`.
@@ -27,7 +28,7 @@ use auditlake_schema as schema;
 use super::ObjectContext;
 use super::columns::{SameInEveryRow, TableBuilder, table_columns};
 use super::tape::{
-    self, boolean, fields, get, integer, path, text, utf8, write_json, write_object,
+    self, boolean, fields, get, integer, path, text, utf8, write_json, write_object, write_pruned,
 };
 use super::time::{from_epoch_millis, parse_text};
 
@@ -43,23 +44,6 @@ table_columns! {
 const MONGO_FIELDS: &[&str] = &[
     "atype", "ts", "uuid", "local", "remote", "users", "roles", "param", "result",
 ];
-const OCSF_FIELDS: &[&str] = &[
-    "activity_id",
-    "category_uid",
-    "class_uid",
-    "time",
-    "severity_id",
-    "type_uid",
-    "metadata",
-    "actor",
-    "src_endpoint",
-    "dst_endpoint",
-    "direct_endpoint",
-    "api",
-    "auth_protocol",
-    "status_id",
-];
-
 /// A new builder for the `mongodb_audit` rows of the object `ctx` describes.
 pub fn builder(ctx: &ObjectContext<'_>) -> TableBuilder {
     let schema = schema::file_schema(schema::MONGODB_AUDIT).expect("mongodb_audit schema");
@@ -462,6 +446,57 @@ fn append_mongo(
     param_in_line
 }
 
+/// The `mongo`-schema action of an OCSF message, from its class (and activity) where that
+/// names one action (see MongoDB's OCSF type mapping): an API activity (6003) is an
+/// authorization check, an authentication (3002) a login (activity 1) or a logout (2), a
+/// network activity opened (4001, 1) a client's metadata. Other classes hold several actions,
+/// told apart by `api.operation`.
+fn ocsf_action(class: Option<i64>, activity: Option<i64>) -> Option<&'static str> {
+    match (class?, activity) {
+        (6003, _) => Some("authCheck"),
+        (3002, Some(1)) => Some("authenticate"),
+        (3002, Some(2)) => Some("logout"),
+        (4001, Some(1)) => Some("clientMetadata"),
+        _ => None,
+    }
+}
+
+/// An endpoint whose every field has a column (its address and port).
+fn endpoint_is_plain(value: Option<Value<'_, '_>>) -> bool {
+    value.and_then(|v| v.as_object()).is_some_and(|o| {
+        o.iter()
+            .all(|(k, _)| matches!(k, "ip" | "port" | "isSystemUser"))
+    })
+}
+
+/// `role@db` for each OCSF group: `{name: "<db>.<role>"}` as MongoDB writes it, or a group
+/// with a `db` of its own; as the parts of one text item each.
+fn ocsf_roles<'t, 'i>(groups: Option<Value<'t, 'i>>) -> Vec<[Cow<'i, str>; 3]>
+where
+    'i: 't,
+{
+    qualified_names(groups, "name")
+        .map(|[name, at, db]| {
+            if !at.is_empty() {
+                return [name, at, db];
+            }
+            match name.split_once('.') {
+                Some((db, role)) => [
+                    Cow::Owned(role.to_owned()),
+                    Cow::Borrowed("@"),
+                    Cow::Owned(db.to_owned()),
+                ],
+                None => [name, at, db],
+            }
+        })
+        .collect()
+}
+
+/// An OCSF message as a row. Its fields that have a column go there (`time`, the actor, the
+/// endpoints, `auth_protocol`, the request's data as `param`, the response code as `result`);
+/// everything else (`metadata`, `api`'s other fields, the class and type ids, ...) stays in
+/// `unmapped` at its path, so no field is lost. Users and roles are written `name@db`, and
+/// `atype` and `result` mean what they mean in the `mongo` schema.
 fn append_ocsf(rows: &mut TableBuilder, m: Value<'_, '_>, scratch: &mut Vec<u8>) {
     let mut notes = Vec::new();
     let ts = match integer(path(m, &["time"])) {
@@ -471,25 +506,89 @@ fn append_ocsf(rows: &mut TableBuilder, m: Value<'_, '_>, scratch: &mut Vec<u8>)
             None
         }
     };
-    let atype = text(path(m, &["unmapped", "atype"]))
-        .or_else(|| text(path(m, &["api", "operation"])))
-        .or_else(|| text(path(m, &["type_uid"])).map(|t| Cow::Owned(format!("ocsf:{t}"))));
+    // Fields written to a column, not to `unmapped`.
+    let mut in_columns: Vec<&[&str]> = Vec::new();
+    in_columns.push(&["time"]);
+    in_columns.push(&["auth_protocol"]);
+    let class = integer(get(Some(m), "class_uid"));
+    let activity = integer(get(Some(m), "activity_id"));
+    let inner = get(Some(m), "unmapped");
+    let operation = text(path(m, &["api", "operation"]));
+    let atype = match text(get(inner, "atype")) {
+        Some(atype) => {
+            in_columns.push(&["unmapped", "atype"]);
+            Some(atype)
+        }
+        None => ocsf_action(class, activity)
+            .map(Cow::Borrowed)
+            .or_else(|| operation.clone())
+            .or_else(|| text(get(Some(m), "type_uid")).map(|t| Cow::Owned(format!("ocsf:{t}")))),
+    };
     // OCSF names the actor `db.user`; the database never contains a dot, the user may.
     let actor = text(path(m, &["actor", "user", "name"]));
     let (user_db, user) = match actor.as_deref().and_then(|a| a.split_once('.')) {
         Some((db, user)) => (Some(db.to_owned()), Some(user.to_owned())),
         None => (None, actor.as_deref().map(str::to_owned)),
     };
-    let roles = qualified_names(path(m, &["actor", "user", "groups"]), "name");
-    let remote = endpoint(path(m, &["src_endpoint"]));
-    let local = endpoint(path(m, &["dst_endpoint"]));
-    let unmapped = path(m, &["unmapped"]);
-    let param = get(unmapped, "param").or_else(|| path(m, &["api", "request", "data"]));
+    let roles = ocsf_roles(path(m, &["actor", "user", "groups"]));
+    let (src, dst) = (get(Some(m), "src_endpoint"), get(Some(m), "dst_endpoint"));
+    if endpoint_is_plain(src) {
+        in_columns.push(&["src_endpoint"]);
+    }
+    if endpoint_is_plain(dst) {
+        in_columns.push(&["dst_endpoint"]);
+    }
+    let (remote, local) = (endpoint(src), endpoint(dst));
+    let param = match get(inner, "param") {
+        Some(param) => {
+            in_columns.push(&["unmapped", "param"]);
+            Some(param)
+        }
+        None => {
+            let data = path(m, &["api", "request", "data"]);
+            if data.is_some() {
+                in_columns.push(&["api", "request", "data"]);
+            }
+            data
+        }
+    };
     let [_, _, _, ns, command, client_metadata] = fields(param, PARAM_FIELDS);
     let (app, driver) = client_app(client_metadata);
-    let result = integer(get(unmapped, "result"))
-        .or_else(|| integer(path(m, &["status_code"])))
-        .and_then(|r| i32::try_from(r).ok());
+    // An authorization check's operation is the command it checked.
+    let command = text(command).or_else(|| {
+        let checked = (class == Some(6003)).then(|| operation.clone()).flatten();
+        if checked.is_some() {
+            in_columns.push(&["api", "operation"]);
+        }
+        checked
+    });
+    let code = |value: Option<Value<'_, '_>>| {
+        integer(value)
+            .or_else(|| text(value).and_then(|t| t.parse().ok()))
+            .and_then(|r| i32::try_from(r).ok())
+    };
+    let result = if let Some(r) = code(get(inner, "result")) {
+        in_columns.push(&["unmapped", "result"]);
+        Some(r)
+    } else if let Some(r) = code(path(m, &["api", "response", "code"])) {
+        in_columns.push(&["api", "response", "code"]);
+        Some(r)
+    } else if let Some(r) = code(get(Some(m), "status_code")) {
+        in_columns.push(&["status_code"]);
+        Some(r)
+    } else {
+        match integer(get(Some(m), "status_id")) {
+            // OCSF's Success: the code the mongo schema gives success.
+            Some(1) => Some(0),
+            Some(status) => {
+                notes.push(format!(
+                    "status_id {status} without a result code; result left null"
+                ));
+                None
+            }
+            None => None,
+        }
+    };
 
     rows.timestamp(Col::ts, ts);
     rows.str(Col::atype, atype.as_deref());
@@ -504,15 +603,20 @@ fn append_ocsf(rows: &mut TableBuilder, m: Value<'_, '_>, scratch: &mut Vec<u8>)
     rows.str_list_joined(Col::roles, roles);
     rows.str(Col::mechanism, text(path(m, &["auth_protocol"])).as_deref());
     set_endpoints(rows, &remote, &local);
+    rows.bool(
+        Col::is_system_user,
+        local.system_user.or(remote.system_user),
+    );
     rows.str(Col::ns, text(ns).as_deref());
-    rows.str(Col::command, text(command).as_deref());
+    rows.str(Col::command, command.as_deref());
     if write_json(param, scratch) {
         rows.str(Col::param, utf8(scratch));
     }
     rows.str(Col::app_name, app.as_deref());
     rows.str(Col::driver, driver.as_deref());
     rows.str(Col::audit_schema, Some("ocsf"));
-    if unmapped_fields(m, OCSF_FIELDS, scratch) {
+    scratch.clear();
+    if write_pruned(m, &in_columns, scratch) {
         rows.str(Col::unmapped, utf8(scratch));
     }
     let note = (!notes.is_empty()).then(|| notes.join("; "));

@@ -224,6 +224,55 @@ where
     any
 }
 
+/// Appends the object `value` without the members at `drop` (each a path of keys from it;
+/// an object left empty by that goes too); `false`, with nothing appended, when nothing is
+/// left. A value that is not an object is appended whole.
+pub fn write_pruned(value: Value<'_, '_>, drop: &[&[&str]], out: &mut Vec<u8>) -> bool {
+    let Some(object) = value.as_object() else {
+        write_value(value, out);
+        return true;
+    };
+    let start = out.len();
+    out.push(b'{');
+    let mut any = false;
+    let mut below: Vec<&[&str]> = Vec::new();
+    for (key, member) in object.iter() {
+        below.clear();
+        let mut dropped = false;
+        for path in drop {
+            match path.split_first() {
+                Some((first, [])) if *first == key => dropped = true,
+                Some((first, rest)) if *first == key => below.push(rest),
+                _ => {}
+            }
+        }
+        if dropped {
+            continue;
+        }
+        let mark = out.len();
+        if any {
+            out.push(b',');
+        }
+        write_key(key, out);
+        let kept = if below.is_empty() {
+            write_value(member, out);
+            true
+        } else {
+            write_pruned(member, &below, out)
+        };
+        if kept {
+            any = true;
+        } else {
+            out.truncate(mark);
+        }
+    }
+    out.push(b'}');
+    if !any {
+        out.truncate(start);
+    }
+    any
+}
+
 /// Writes `"key":`, with JSON escaping.
 pub fn write_key(key: &str, out: &mut Vec<u8>) {
     write_string(key, out);

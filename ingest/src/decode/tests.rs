@@ -194,7 +194,7 @@ fn ocsf_schema_lands_in_the_same_table() {
     assert!(
         text(&rows, "unmapped", 0)
             .expect("unmapped")
-            .contains("\"atype\"")
+            .contains(r#""metadata":{"version":"1.1.0"}"#)
     );
 }
 
