@@ -12,9 +12,11 @@
 /// Buffers up to this size come from the heap, not from a mapping of their own.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD_BYTES: i32 = 32 << 20;
-/// Free memory an arena keeps at its top before giving it back to the kernel.
+/// Free memory an arena keeps at its top before giving it back to the kernel: room for the
+/// buffers of a step or two, not for every buffer the process ever freed (each arena keeps its
+/// own, and they count in the process's memory).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const TRIM_THRESHOLD_BYTES: i32 = 128 << 20;
+const TRIM_THRESHOLD_BYTES: i32 = 32 << 20;
 
 /// Applies the settings; call first thing in `main`, before any other thread starts.
 pub fn tune() {

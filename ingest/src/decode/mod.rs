@@ -85,6 +85,15 @@ pub struct Decoded {
 }
 
 impl Decoded {
+    /// Bytes its batches hold.
+    pub fn memory_size(&self) -> usize {
+        [&self.cloudtrail, &self.mongodb_audit, &self.rejected]
+            .into_iter()
+            .flatten()
+            .map(RecordBatch::get_array_memory_size)
+            .sum()
+    }
+
     /// Rows in each table, for counters and tests.
     pub fn row_counts(&self) -> (usize, usize, usize) {
         let n = |b: &Option<RecordBatch>| b.as_ref().map_or(0, RecordBatch::num_rows);

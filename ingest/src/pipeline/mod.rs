@@ -12,6 +12,7 @@
 //! ([`sink`]) and the object is retried. Once an hour, the ledger forgets the event-id claims
 //! older than the retention.
 
+mod budget;
 mod sink;
 
 use std::collections::BTreeMap;
@@ -341,6 +342,8 @@ pub struct Pipeline {
     detection: Option<Detection>,
     /// Claims and markers shared with other workers of the same lake, if configured.
     shared: Option<Arc<SharedLake>>,
+    /// Bytes the objects between fetch and group may hold; see [`budget`].
+    budget: budget::DecodeBudget,
     /// Whether the lake and the ledger take writes; see [`sink`].
     sink: sink::SinkHealth,
     /// Whether ingestion waits for a failed sink to recover (a service) or leaves the objects
@@ -713,6 +716,7 @@ impl Pipeline {
             in_flight: Mutex::default(),
             detection: None,
             shared: None,
+            budget: budget::DecodeBudget::new(budget::DECODE_BUDGET_BYTES),
             sink: sink::SinkHealth::default(),
             wait_for_sink: AtomicBool::new(true),
             probing: tokio::sync::Mutex::new(()),
@@ -1079,19 +1083,25 @@ impl Pipeline {
             }
         };
         let taken = fresh.objects.clone();
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Prepared>(self.concurrency);
+        let (sender, mut receiver) =
+            tokio::sync::mpsc::channel::<(Prepared, Option<Reserved>)>(self.concurrency);
         // Objects in flight finish when `stop` fires; no new one starts.
         let produce = async move {
             let (mut failed, mut sent) = (0, 0);
+            // Budget is reserved one object after another, in listing order, before its fetch.
             let prepared = futures::stream::iter(taken)
                 .take_until(stop.clone().cancelled_owned())
-                .map(|object| async move {
+                .then({
+                    let budget = self.budget.clone();
+                    move |object: SourceObject| budget.clone().reserve_owned(object)
+                })
+                .map(|(object, reserved)| async move {
                     let result = self.prepare(source, &object).await;
-                    (object, result)
+                    (object, result, reserved)
                 })
                 .buffered(2 * self.concurrency);
             let mut prepared = std::pin::pin!(prepared);
-            while let Some((object, result)) = prepared.next().await {
+            while let Some((object, result, mut reserved)) = prepared.next().await {
                 // The lake or the ledger refuses writes: take no more (those not sent are
                 // left for a later scan).
                 if self.sink.is_down() {
@@ -1099,7 +1109,10 @@ impl Pipeline {
                 }
                 match result {
                     Ok(p) => {
-                        if sender.send(p).await.is_err() {
+                        if let Some(reserved) = reserved.as_mut() {
+                            self.budget.settle(reserved, p.decoded.memory_size());
+                        }
+                        if sender.send((p, reserved)).await.is_err() {
                             break;
                         }
                         sent += 1;
@@ -1119,13 +1132,15 @@ impl Pipeline {
             let mut group = self.new_group();
             let mut committing: Option<Committing> = None;
             let mut next = receiver.recv().await;
-            while let Some(prepared) = next.take() {
+            while let Some((prepared, reserved)) = next.take() {
                 if self.sink.is_down() {
                     deferred += 1;
                     done(1);
                 } else {
                     let added;
                     (group, added) = self.add_to(group, prepared).await;
+                    // Its rows are the group's now, and count against its bounds.
+                    drop(reserved);
                     if let Err(failure) = added {
                         let n = self.group_failed(source.name(), failure);
                         failed += n;
@@ -1635,6 +1650,9 @@ fn empty_entry() -> ObjectEntry {
         files: Vec::new(),
     }
 }
+
+/// An object's share of the [`budget::DecodeBudget`], held until its rows join a group.
+type Reserved = tokio::sync::OwnedSemaphorePermit;
 
 /// An object's content as the pipeline got it.
 enum Content {
