@@ -390,7 +390,7 @@ async fn views_answer_the_audit_questions() {
             .await as usize,
         manifest.assume_role_denied
     );
-    // The README's question: who assumed the role, from which addresses.
+    // The audit question of docs/tables.md: who assumed the role, from which addresses.
     let who = service
         .sql("SELECT caller_principal, source_ip, count(*) AS n FROM assume_role_events WHERE role_arn = 'arn:aws:iam::111122223333:role/mongo-atlas-access' AND outcome = 'success' GROUP BY 1, 2 ORDER BY n DESC")
         .await;
