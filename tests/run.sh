@@ -3,10 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Reuse one build cache across clones (CI runs in a fresh clone every time).
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditlake/target}"
+# The build goes where `cargo run` puts its own (./target, or CARGO_TARGET_DIR), so the README's
+# two commands share one build; .ci/run keeps CI's outside the clone.
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-mkdir -p "$CARGO_TARGET_DIR"
 
 if [ ! -d ../shared/corpora ]; then
   echo "tests need ../shared/corpora beside the project folder" >&2

@@ -24,8 +24,10 @@ SIZE=${3:-}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditlake/target}"
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time (apt-get install time)" >&2; exit 1; }
 
-cargo build --release --locked --bin auditlake
-BIN="$CARGO_TARGET_DIR/release/auditlake"
+# AUDITLAKE_PROFILE=measure builds without the long link (see Cargo.toml); figures: release.
+PROFILE="${AUDITLAKE_PROFILE:-release}"
+cargo build --profile "$PROFILE" --locked --bin auditlake
+BIN="$CARGO_TARGET_DIR/$PROFILE/auditlake"
 # shellcheck source=ingest/benches/venv.sh
 source ingest/benches/venv.sh
 bench_venv

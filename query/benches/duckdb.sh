@@ -18,8 +18,10 @@ cd "$(dirname "$0")/../.."
 ROWS=${1:-10000000}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditlake/target}"
 
-cargo build --release --locked --bin auditlake
-BIN="$CARGO_TARGET_DIR/release/auditlake"
+# AUDITLAKE_PROFILE=measure builds without the long link (see Cargo.toml); figures: release.
+PROFILE="${AUDITLAKE_PROFILE:-release}"
+cargo build --profile "$PROFILE" --locked --bin auditlake
+BIN="$CARGO_TARGET_DIR/$PROFILE/auditlake"
 
 # shellcheck source=ingest/benches/venv.sh
 source ingest/benches/venv.sh
