@@ -9,7 +9,8 @@
 //! commit at a time, in order). An object that fails is retried on later scans, and recorded as
 //! failed after [`MAX_ATTEMPTS`] tries so that one bad object cannot stall the others. A failure
 //! of the lake or the ledger is not the object's: ingestion pauses until they take writes again
-//! ([`sink`]) and the object is retried. Once an hour, the ledger forgets the event-id claims
+//! ([`sink`]) and the object is retried. The objects between fetch and group are bounded in
+//! bytes as well as in number ([`budget`]). Once an hour, the ledger forgets the event-id claims
 //! older than the retention.
 
 mod budget;
@@ -143,8 +144,8 @@ impl ObjectError {
     }
 }
 
-/// Kinds of entries recorded as failed for a cause that was ours (by versions that did so):
-/// they are ingested again.
+/// Kinds of entries recorded as failed for a cause that was ours (by versions that did so,
+/// `task` for the objects of a group after a failed one): they are ingested again.
 const SINK_FAILURE_KINDS: [&str; 4] = ["write", "ledger", "shared", "task"];
 
 /// Failures that stop a whole scan.
@@ -1571,9 +1572,15 @@ impl Pipeline {
     }
 
     fn record_failure(&self, object: &SourceObject, error: &ObjectError) {
+        // Not `task`: entries of that kind (earlier versions' victims of a failed group) are
+        // ingested again, and an object whose decoding panics must stay recorded.
+        let kind = match error {
+            ObjectError::Task { .. } => "panicked",
+            _ => error.kind(),
+        };
         let entry = ObjectEntry {
             version: object.version.clone(),
-            kind: error.kind().to_owned(),
+            kind: kind.to_owned(),
             status: ObjectStatus::Failed,
             ..empty_entry()
         };
