@@ -4,23 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use auditlake_ingest::config::{Config, ConfigFile, LakeSpec, SourceSpec};
 use auditlake_ingest::sample::{self, Manifest, SampleOptions};
 use common::service::Running;
-
-fn config_for(lake: &std::path::Path, data: &std::path::Path) -> Config {
-    let mut config = Config::from_file(ConfigFile::default(), &|_| None).expect("config");
-    config.lake = LakeSpec::Local(lake.to_path_buf());
-    config.state_dir = lake.join("_state");
-    config.http_listen = "127.0.0.1:0".parse().expect("addr");
-    config.poll_interval = Duration::from_millis(100);
-    config.settle = Duration::ZERO;
-    config.sources = vec![SourceSpec::Folder {
-        path: data.to_path_buf(),
-        atlas_project: None,
-    }];
-    config
-}
+use common::service::folder_config as config_for;
 
 async fn assert_counts(service: &Running, manifest: &Manifest) {
     for (sql, expected) in common::lake_counts(manifest) {

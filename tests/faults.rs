@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use auditlake_ingest::config::{Config, ConfigFile, LakeSpec, SourceSpec};
+use auditlake_ingest::config::ConfigFile;
 use common::service::Running;
 
 /// Atlas audit log files of `FILES` hosts, plain text, one per host.
@@ -70,6 +70,22 @@ fn readable_rows(lake: &Path) -> usize {
     rows
 }
 
+/// `auditlake ingest` of the folder `data` into `lake`, which must succeed.
+fn ingest(lake: &Path, data: &Path) {
+    let out = Command::new(common::binary())
+        .args(["ingest", "--lake"])
+        .arg(lake)
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run auditlake ingest");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn sql_count(lake: &Path, sql: &str) -> usize {
     let out = Command::new(common::binary())
         .args(["sql", "--format", "csv", "--lake"])
@@ -96,18 +112,7 @@ fn folder_files_that_grow_between_one_shot_runs_keep_every_file_readable_and_eac
     let mut lines = grow(&data, 0, 3);
     for round in 0..4 {
         // Default concurrency: objects decode (and replace their earlier rows) side by side.
-        let out = Command::new(common::binary())
-            .args(["ingest", "--lake"])
-            .arg(&lake)
-            .arg(&data)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run auditlake ingest");
-        assert!(
-            out.status.success(),
-            "round {round}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ingest(&lake, &data);
         assert_eq!(readable_rows(&lake), FILES * lines, "round {round}");
         assert_eq!(
             sql_count(&lake, "SELECT count(*) FROM mongodb_audit"),
@@ -126,26 +131,12 @@ fn folder_files_that_grow_between_one_shot_runs_keep_every_file_readable_and_eac
     }
 }
 
-fn folder_config(lake: &Path, data: &Path) -> Config {
-    let mut config = Config::from_file(ConfigFile::default(), &|_| None).expect("config");
-    config.lake = LakeSpec::Local(lake.to_path_buf());
-    config.state_dir = lake.join("_state");
-    config.http_listen = "127.0.0.1:0".parse().expect("addr");
-    config.poll_interval = Duration::from_millis(100);
-    config.settle = Duration::ZERO;
-    config.sources = vec![SourceSpec::Folder {
-        path: data.to_path_buf(),
-        atlas_project: None,
-    }];
-    config
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folder_files_that_grow_while_serve_runs_keep_every_file_readable_and_each_line_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (data, lake) = (dir.path().join("data"), dir.path().join("lake"));
     let mut lines = grow(&data, 0, 2);
-    let service = Running::start(folder_config(&lake, &data)).await;
+    let service = Running::start(common::service::folder_config(&lake, &data)).await;
     for round in 0..4 {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while service.scalar("SELECT count(*) FROM mongodb_audit").await as usize != FILES * lines {
@@ -266,18 +257,11 @@ async fn a_lake_whose_filesystem_fills_up_during_serve_gets_every_object_once_wh
     let filler = small.path().join("filler");
     let free = 2 << 20;
     std::fs::write(&filler, vec![1u8; (48 << 20) - free]).expect("filler");
-    let mut config =
-        Config::from_file(ConfigFile::parse(DETECT, "test").expect("parse"), &|_| None)
-            .expect("config");
-    config.lake = LakeSpec::Local(lake.clone());
-    config.state_dir = lake.join("_state");
-    config.http_listen = "127.0.0.1:0".parse().expect("addr");
-    config.poll_interval = Duration::from_millis(100);
-    config.settle = Duration::ZERO;
-    config.sources = vec![SourceSpec::Folder {
-        path: data.clone(),
-        atlas_project: None,
-    }];
+    let config = common::service::folder_config_from(
+        ConfigFile::parse(DETECT, "test").expect("parse"),
+        &lake,
+        &data,
+    );
     let service = Running::start(config).await;
 
     // The disk fills up: ingestion pauses, nothing is recorded as failed.
@@ -527,18 +511,7 @@ async fn objects_an_earlier_version_recorded_as_failed_for_a_lake_write_are_inge
             .expect("record failure");
     }
     drop(ledger);
-    let out = Command::new(common::binary())
-        .args(["ingest", "--lake"])
-        .arg(&lake)
-        .arg(&data)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run auditlake ingest");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ingest(&lake, &data);
     assert_eq!(
         sql_count(&lake, "SELECT count(*) FROM mongodb_audit"),
         FILES * lines

@@ -186,28 +186,43 @@ pub mod service {
     use auditlake_ingest::config::Config;
     use auditlake_ingest::service::Service;
 
+    /// `file` validated, with a local lake at `lake` (its state inside) reading the folder
+    /// `data`, HTTP on loopback port 0, polls every 100 ms and no settle time.
+    pub fn folder_config_from(
+        file: auditlake_ingest::config::ConfigFile,
+        lake: &std::path::Path,
+        data: &std::path::Path,
+    ) -> Config {
+        use auditlake_ingest::config::{LakeSpec, SourceSpec};
+        let mut config = Config::from_file(file, &|_| None).expect("config");
+        config.lake = LakeSpec::Local(lake.to_path_buf());
+        config.state_dir = lake.join("_state");
+        config.http_listen = "127.0.0.1:0".parse().expect("addr");
+        config.poll_interval = Duration::from_millis(100);
+        config.settle = Duration::ZERO;
+        config.sources = vec![SourceSpec::Folder {
+            path: data.to_path_buf(),
+            atlas_project: None,
+        }];
+        config
+    }
+
+    /// [`folder_config_from`] the default configuration.
+    pub fn folder_config(lake: &std::path::Path, data: &std::path::Path) -> Config {
+        folder_config_from(Default::default(), lake, data)
+    }
+
     /// A configuration serving the sample day (written below `dir`) from a local lake on
     /// loopback port 0, with `token` as the API token; and the sample's manifest.
     pub fn sample_config(
         dir: &std::path::Path,
         token: &str,
     ) -> (Config, auditlake_ingest::sample::Manifest) {
-        use auditlake_ingest::config::{ConfigFile, LakeSpec, SourceSpec};
         use auditlake_ingest::sample::{self, SampleOptions};
         let data = dir.join("data");
         let manifest = sample::generate(&data, &SampleOptions::default()).expect("sample");
-        let lake = dir.join("lake");
-        let mut config = Config::from_file(ConfigFile::default(), &|_| None).expect("config");
-        config.lake = LakeSpec::Local(lake.clone());
-        config.state_dir = lake.join("_state");
-        config.http_listen = "127.0.0.1:0".parse().expect("addr");
+        let mut config = folder_config(&dir.join("lake"), &data);
         config.http_token = Some(token.into());
-        config.poll_interval = Duration::from_millis(100);
-        config.settle = Duration::ZERO;
-        config.sources = vec![SourceSpec::Folder {
-            path: data,
-            atlas_project: None,
-        }];
         (config, manifest)
     }
 

@@ -54,6 +54,16 @@ pub enum Format {
 /// (concurrency objects decode at once), whatever its bytes claim.
 pub const DEFAULT_MAX_OBJECT_BYTES: usize = 256 << 20;
 
+impl Format {
+    /// The table its rows go to.
+    pub fn table(self) -> &'static str {
+        match self {
+            Format::CloudTrail => schema::CLOUDTRAIL,
+            Format::MongoAudit => schema::MONGODB_AUDIT,
+        }
+    }
+}
+
 /// Limits that keep one object or record from taking the process down.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeLimits {
@@ -138,6 +148,14 @@ impl<'a> Rejects<'a> {
             ctx,
             target,
         }
+    }
+
+    /// The rows collected, as a batch.
+    fn finish(&mut self) -> Result<RecordBatch, DecodeError> {
+        self.rows.finish().map_err(|source| DecodeError::Arrow {
+            table: schema::REJECTED,
+            source,
+        })
     }
 
     fn push(&mut self, index: Option<i64>, reason: &str, raw: &[u8]) {
@@ -321,11 +339,7 @@ pub fn oversized(
     ctx: &ObjectContext<'_>,
     limits: DecodeLimits,
 ) -> Result<Decoded, DecodeError> {
-    let target = match format {
-        Format::CloudTrail => schema::CLOUDTRAIL,
-        Format::MongoAudit => schema::MONGODB_AUDIT,
-    };
-    let mut rejects = Rejects::new(ctx, target);
+    let mut rejects = Rejects::new(ctx, format.table());
     let reason = format!(
         "object of {size} bytes exceeds the {}-byte object limit (ingest.max_object_bytes); not read",
         limits.max_object_bytes
@@ -336,12 +350,8 @@ pub fn oversized(
         &[],
         usize::try_from(size).unwrap_or(usize::MAX),
     );
-    let rejected = rejects.rows.finish().map_err(|source| DecodeError::Arrow {
-        table: schema::REJECTED,
-        source,
-    })?;
     Ok(Decoded {
-        rejected: Some(rejected),
+        rejected: Some(rejects.finish()?),
         ..Decoded::default()
     })
 }
@@ -353,11 +363,7 @@ pub fn decode_object(
     ctx: &ObjectContext<'_>,
     limits: DecodeLimits,
 ) -> Result<Decoded, DecodeError> {
-    let target = match format {
-        Format::CloudTrail => schema::CLOUDTRAIL,
-        Format::MongoAudit => schema::MONGODB_AUDIT,
-    };
-    let mut rejects = Rejects::new(ctx, target);
+    let mut rejects = Rejects::new(ctx, format.table());
     let mut out = Decoded::default();
 
     let Gunzipped {
@@ -417,11 +423,7 @@ pub fn decode_object(
             bytes.len()
         };
         rejects.push_part(None, &reason, &content, size);
-        let rejected = rejects.rows.finish().map_err(|source| DecodeError::Arrow {
-            table: schema::REJECTED,
-            source,
-        })?;
-        out.rejected = Some(rejected);
+        out.rejected = Some(rejects.finish()?);
         return Ok(out);
     }
 
