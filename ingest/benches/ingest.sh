@@ -3,8 +3,9 @@
 #
 #   bash ingest/benches/ingest.sh [CLOUDTRAIL_RECORDS] [AUDIT_LINES] [RECORD_SIZE]
 #
-# (default 1000000 each; RECORD_SIZE: average bytes of JSON per CloudTrail record, e.g. 1400
-# for larger request parameters and response elements than the generator's natural ~0.94 KB).
+# (default 1000000 each; 0 leaves that half out; RECORD_SIZE: average bytes of JSON per
+# CloudTrail record, e.g. 1400 for larger request parameters and response elements than the
+# generator's natural ~0.94 KB). AUDITLAKE_BENCH_SKIP_DUCKDB=1 runs auditlake alone.
 # Data sets of more than 1 M records of a kind are generated one day per million, the
 # generator holding a day in memory.
 #
@@ -84,19 +85,28 @@ measure() { # name engine records raw_bytes command...
 manifest() { python3 -c "import json;m=json.load(open('$WORK/manifest.json'));print($1)"; }
 ct_rows=$(manifest "m['cloudtrail_rows']+m['cloudtrail_duplicates']")
 audit_rows=$(manifest "m['mongodb_audit_rows']+m['rejected_rows']")
-ct_raw=$(find "$WORK/data/cloudtrail" -type f -exec zcat -f {} + | wc -c)
-audit_raw=$(find "$WORK/data/atlas" -type f -exec zcat -f {} + | wc -c)
+raw_bytes() { if [ -d "$1" ]; then find "$1" -type f -exec zcat -f {} + | wc -c; else echo 0; fi; }
+ct_raw=$(raw_bytes "$WORK/data/cloudtrail")
+audit_raw=$(raw_bytes "$WORK/data/atlas")
 
-echo "cloudtrail: auditlake..."
-measure cloudtrail auditlake "$ct_rows" "$ct_raw" "$BIN" ingest --lake "$WORK/lake-ct" "$WORK/data/cloudtrail"
-echo "cloudtrail: duckdb..."
-measure cloudtrail duckdb "$ct_rows" "$ct_raw" "$BENCH_PYTHON" ingest/benches/duckdb_convert.py cloudtrail "$WORK/duckdb-in/cloudtrail" "$WORK/ct.parquet"
-echo "duckdb wrote $(cat "$WORK/out") cloudtrail rows (auditlake: $ct_rows records read)"
-echo "atlas audit: auditlake..."
-measure atlas_audit auditlake "$audit_rows" "$audit_raw" "$BIN" ingest --lake "$WORK/lake-audit" "$WORK/data/atlas"
-echo "atlas audit: duckdb..."
-measure atlas_audit duckdb "$audit_rows" "$audit_raw" "$BENCH_PYTHON" ingest/benches/duckdb_convert.py atlas_audit "$WORK/duckdb-in/atlas" "$WORK/audit.parquet"
-echo "duckdb wrote $(cat "$WORK/out") mongodb_audit rows (auditlake: $audit_rows lines read)"
+if [ "$CT" -gt 0 ]; then
+  echo "cloudtrail: auditlake..."
+  measure cloudtrail auditlake "$ct_rows" "$ct_raw" "$BIN" ingest --lake "$WORK/lake-ct" "$WORK/data/cloudtrail"
+  if [ -z "${AUDITLAKE_BENCH_SKIP_DUCKDB:-}" ]; then
+    echo "cloudtrail: duckdb..."
+    measure cloudtrail duckdb "$ct_rows" "$ct_raw" "$BENCH_PYTHON" ingest/benches/duckdb_convert.py cloudtrail "$WORK/duckdb-in/cloudtrail" "$WORK/ct.parquet"
+    echo "duckdb wrote $(cat "$WORK/out") cloudtrail rows (auditlake: $ct_rows records read)"
+  fi
+fi
+if [ "$AUDIT" -gt 0 ]; then
+  echo "atlas audit: auditlake..."
+  measure atlas_audit auditlake "$audit_rows" "$audit_raw" "$BIN" ingest --lake "$WORK/lake-audit" "$WORK/data/atlas"
+  if [ -z "${AUDITLAKE_BENCH_SKIP_DUCKDB:-}" ]; then
+    echo "atlas audit: duckdb..."
+    measure atlas_audit duckdb "$audit_rows" "$audit_raw" "$BENCH_PYTHON" ingest/benches/duckdb_convert.py atlas_audit "$WORK/duckdb-in/atlas" "$WORK/audit.parquet"
+    echo "duckdb wrote $(cat "$WORK/out") mongodb_audit rows (auditlake: $audit_rows lines read)"
+  fi
+fi
 
 python3 - "$WORK/results" <<'PY'
 import sys

@@ -4,7 +4,10 @@
 //! `null` where an object is usual. These accessors turn what is there into the column's type
 //! when the meaning is unambiguous, and return `None` otherwise; they never fail. Decoders read
 //! each record straight from the tape into Arrow builders. Parsing reuses
-//! one set of simd-json buffers per thread, so a record costs no allocation for the parse itself.
+//! one set of simd-json buffers per thread, so a record costs no allocation for the parse itself;
+//! the buffers of a document larger than [`RETAINED_INPUT_BYTES`] are freed after it instead
+//! (they are several times its size, and a thread that met one large object would hold them
+//! for good).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -19,6 +22,9 @@ thread_local! {
         tape: Some(Tape::null().reset()),
     });
 }
+
+/// The largest document whose parse buffers a thread keeps for the next parse.
+pub const RETAINED_INPUT_BYTES: usize = 8 << 20;
 
 struct Parser {
     buffers: Buffers,
@@ -39,7 +45,12 @@ pub fn with_parsed<R>(
         drop(parser);
         let result = parsed.map(|()| f(tape.as_value()));
         let emptied = tape.reset();
-        cell.borrow_mut().tape = Some(emptied);
+        let mut parser = cell.borrow_mut();
+        if input.len() > RETAINED_INPUT_BYTES {
+            parser.buffers = Buffers::default();
+        } else {
+            parser.tape = Some(emptied);
+        }
         result
     })
 }
@@ -305,6 +316,52 @@ pub fn utf8(bytes: &[u8]) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Nodes the calling thread's parser keeps room for.
+    fn retained_tape_nodes() -> usize {
+        PARSER.with(|cell| cell.borrow().tape.as_ref().map_or(0, |t| t.0.capacity()))
+    }
+
+    /// `{"Records":[{"n":0},{"n":1},...]}` of at least `bytes` bytes.
+    fn records_document(bytes: usize) -> Vec<u8> {
+        let mut doc = br#"{"Records":["#.to_vec();
+        let mut n = 0;
+        while doc.len() < bytes {
+            doc.extend_from_slice(format!(r#"{{"n":{n}}},"#).as_bytes());
+            n += 1;
+        }
+        doc.extend_from_slice(br#"{"n":-1}]}"#);
+        doc
+    }
+
+    #[test]
+    fn a_thread_keeps_the_tape_of_a_small_document_and_frees_that_of_a_large_one() {
+        std::thread::spawn(|| {
+            let mut small = records_document(64 << 10);
+            with_parsed(&mut small, |_| ()).expect("parses");
+            let kept = retained_tape_nodes();
+            assert!(
+                kept > 10_000,
+                "the small document's tape is kept: {kept} nodes"
+            );
+
+            let mut large = records_document(RETAINED_INPUT_BYTES + 1);
+            let records = with_parsed(&mut large, |root| {
+                root.get("Records")
+                    .and_then(|r| r.as_array())
+                    .map(|a| a.len())
+            })
+            .expect("parses");
+            assert!(records.is_some_and(|n| n > 500_000), "{records:?}");
+            let kept = retained_tape_nodes();
+            assert_eq!(kept, 0, "the large document's tape is freed");
+
+            with_parsed(&mut small, |_| ()).expect("parses again");
+            assert!(retained_tape_nodes() > 10_000);
+        })
+        .join()
+        .expect("the test thread");
+    }
 
     #[test]
     fn accessors_read_what_logs_write() {

@@ -14,6 +14,7 @@
 //! older than the retention.
 
 mod budget;
+mod decoders;
 mod sink;
 
 use std::collections::BTreeMap;
@@ -326,10 +327,10 @@ pub struct Pipeline {
     writer: LakeWriter,
     limits: DecodeLimits,
     concurrency: usize,
-    /// Objects decoding at once: `concurrency` permits. Twice as many objects are in flight, so
-    /// that a decoder freed while an earlier object is still decoding (objects are added in
-    /// listing order) finds the next one fetched and starts on it.
-    decoding: Arc<tokio::sync::Semaphore>,
+    /// Objects decoding at once: `concurrency`, each on one of the decoders' threads. Twice as
+    /// many objects are in flight, so that a decoder freed while an earlier object is still
+    /// decoding (objects are added in listing order) finds the next one fetched and starts on it.
+    decoders: Arc<decoders::Decoders>,
     /// Rows after which a commit group is full.
     group_rows: usize,
     event_id_retention: std::time::Duration,
@@ -708,7 +709,7 @@ impl Pipeline {
             writer,
             limits,
             concurrency: concurrency.max(1),
-            decoding: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+            decoders: Arc::new(decoders::Decoders::new(concurrency)),
             group_rows: GROUP_MAX_ROWS,
             event_id_retention: EVENT_ID_RETENTION,
             claims_cleaned_at: AtomicI64::new(0),
@@ -1246,14 +1247,9 @@ impl Pipeline {
                 Ok(Ok(())) => return Ok(group),
                 Ok(Err(failed)) => *failed,
                 Err(panic) => {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|m| (*m).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
                     let error = ObjectError::Task {
                         uri: object.uri.clone(),
-                        message: format!("panicked: {message}"),
+                        message: decoders::panic_message(panic.as_ref()),
                     };
                     (object, error)
                 }
@@ -1531,30 +1527,28 @@ impl Pipeline {
         let limits = self.limits;
         let task_object = object.clone();
         let shared = self.shared.clone();
-        // Closed only if the pipeline is dropped, when nothing waits for the result.
-        let permit = self.decoding.clone().acquire_owned().await.ok();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let now = chrono::Utc::now().timestamp_micros();
-            let mut prepared = decode_object(
-                &ledger,
-                shared.as_deref(),
-                &writer,
-                limits,
-                task_object,
-                kind,
-                format,
-                &content,
-                now,
-            )?;
-            prepared.cursors = cursors;
-            Ok(prepared)
-        })
-        .await
-        .map_err(|e| ObjectError::Task {
-            uri: object.uri.clone(),
-            message: e.to_string(),
-        })?
+        self.decoders
+            .run(move || {
+                let now = chrono::Utc::now().timestamp_micros();
+                let mut prepared = decode_object(
+                    &ledger,
+                    shared.as_deref(),
+                    &writer,
+                    limits,
+                    task_object,
+                    kind,
+                    format,
+                    &content,
+                    now,
+                )?;
+                prepared.cursors = cursors;
+                Ok(prepared)
+            })
+            .await
+            .map_err(|message| ObjectError::Task {
+                uri: object.uri.clone(),
+                message,
+            })?
     }
 
     fn count_attempt(&self, uri: &str) -> u32 {
