@@ -23,4 +23,5 @@ source tests/servers.sh
 trap servers_stop EXIT
 servers_start
 
-cargo test --workspace --locked -- --test-threads=2
+# Every test binary runs even after one fails, so a red run names all that failed.
+cargo test --workspace --locked --no-fail-fast -- --test-threads=2

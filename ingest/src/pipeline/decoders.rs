@@ -58,7 +58,11 @@ impl Decoders {
                 .map_err(|e| e.to_string());
         };
         let (done, result) = tokio::sync::oneshot::channel();
+        // A job may wait on the runtime (a shared lake's claims go over the network), as it
+        // could on the blocking pool: the thread runs it inside the caller's runtime.
+        let runtime = tokio::runtime::Handle::current();
         pool.spawn(move || {
+            let _runtime = runtime.enter();
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
             // The caller may have stopped waiting (its scan cancelled): nobody to tell then.
             let _ = done.send(outcome.map_err(|panic| panic_message(panic.as_ref())));
@@ -102,6 +106,20 @@ mod tests {
         let distinct: std::collections::HashSet<_> = names.into_iter().flatten().collect();
         assert_eq!(distinct.len(), 2, "{distinct:?}");
         assert!(distinct.iter().all(|n| n.starts_with("auditlake-decode-")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_job_can_wait_on_the_runtime_of_its_caller() {
+        let decoders = Decoders::new(1);
+        let answer = decoders
+            .run(|| {
+                tokio::runtime::Handle::current().block_on(async {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    42
+                })
+            })
+            .await;
+        assert_eq!(answer, Ok(42));
     }
 
     #[tokio::test]

@@ -1776,7 +1776,7 @@ fn drop_duplicate_events(
                 .iter()
                 .map(|t| schema::Partition::of_micros(t.unwrap_or(fallback_micros)).path())
                 .collect();
-            // On a blocking thread of the runtime (see `try_ingest`).
+            // On a decoder thread, which runs inside the runtime (see `Decoders::run`).
             tokio::runtime::Handle::current().block_on(shared.claim(uri, &ids, &hours))?
         }
     };
