@@ -283,11 +283,16 @@ async fn a_lake_whose_filesystem_fills_up_during_serve_gets_every_object_once_wh
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Probes fail for a while (the ledger refuses too, and must be reopened).
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let status = service.get("/v1/status").await;
-    assert_eq!(status["sink"]["down"], true, "{status}");
-    assert_eq!(status["lake"]["objects_failed"], 0, "{status}");
+    // While it stays (nearly) full, a full disk is never a verdict on an object. The sink may
+    // come up between attempts (an abandoned group frees what it wrote, and a probe fits in
+    // what is left) and go down again: how often depends on timing, so only that is asserted.
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        let status = service.get("/v1/status").await;
+        assert_eq!(status["lake"]["objects_failed"], 0, "{status}");
+        assert_eq!(status["process"]["objects_failed"], 0, "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Space returns; no restart.
     std::fs::remove_file(&filler).expect("free space");

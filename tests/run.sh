@@ -23,5 +23,7 @@ source tests/servers.sh
 trap servers_stop EXIT
 servers_start
 
-# Every test binary runs even after one fails, so a red run names all that failed.
-cargo test --workspace --locked --no-fail-fast -- --test-threads=2
+# Every test binary runs even after one fails, so a red run names all that failed; a test that
+# hangs ends the run (red, its name printed as running for over 60 s) well inside CI's limit.
+timeout --kill-after=30s "${AUDITLAKE_TEST_TIMEOUT:-50m}" \
+  cargo test --workspace --locked --no-fail-fast -- --test-threads=2

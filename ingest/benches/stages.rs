@@ -181,10 +181,10 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(500_000);
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build_global()
-        .expect("one-thread pool");
+    // One core: the lake writer's encoder threads are sized by rayon's own variable, read when
+    // they start (after this, on the first file written).
+    // SAFETY: no other thread has started yet.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
     let dir = tempfile::tempdir().expect("tempdir");
     let data: PathBuf = dir.path().join("data");
     sample::generate(

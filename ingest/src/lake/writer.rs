@@ -1,6 +1,7 @@
 //! Writes batches of a table into partitioned Parquet files: one file per table and partition
 //! for a commit group of objects, published only when complete. Each file holds appended rows
-//! until 16 Ki of them are, then encodes their columns in parallel (rayon's pool).
+//! until 16 Ki of them are, then encodes their columns in parallel on the encoder threads
+//! ([`encoders`]).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -23,6 +24,22 @@ use rayon::prelude::*;
 use auditlake_query::LakeRoot;
 use auditlake_schema::{self as schema, Partition};
 use object_store::ObjectStoreExt;
+
+/// The threads column chunks are encoded on, one per core, shared by every file.
+///
+/// Not rayon's global pool: `rayon::spawn` from a thread of another pool (a decoder thread,
+/// where a new version of an object rewrites the files it had rows in) queues the step on
+/// *that* pool, and the thread then blocks waiting for it: with every decoder thread doing so,
+/// or waiting on the rewrite lock, nothing ran the step. Steps here never wait on anything.
+fn encoders() -> &'static rayon::ThreadPool {
+    static ENCODERS: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    ENCODERS.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("auditlake-encode-{i}"))
+            .build()
+            .expect("starting the Parquet encoder threads")
+    })
+}
 
 /// Columns whose values are (nearly) unique per row: no dictionary encoding.
 const NEARLY_UNIQUE_COLUMNS: [&str; 16] = [
@@ -451,7 +468,7 @@ impl Write for Sink {
 }
 
 /// One Parquet file being written. Appended rows are held until [`ENCODE_ROWS`] of them are,
-/// then their columns are encoded in parallel on rayon's pool into the row group in progress
+/// then their columns are encoded in parallel on the encoder threads into the row group in progress
 /// while the caller goes on: writing is the serial stage of a commit group, and encoding is
 /// most of it, so this keeps it from holding back the decoders. One step encodes at a time per
 /// file; the next waits for it. Large steps keep the cost of the hand-off small.
@@ -477,7 +494,7 @@ struct OpenFile {
 enum RowGroupColumns {
     /// No row of the row group is encoded yet.
     NotStarted,
-    /// A step is encoding rows with them on rayon's pool; they come back through `encoded`.
+    /// A step is encoding rows with them on the encoder threads; they come back through `encoded`.
     /// `bytes`: the rows handed over and the pages encoded before, as an estimate of the
     /// memory held meanwhile.
     Encoding {
@@ -576,7 +593,7 @@ impl OpenFile {
     }
 
     /// Starts encoding the held rows into the row group in progress, one task per field, on
-    /// rayon's pool; waits first for the step before, if it is still encoding.
+    /// the encoder threads; waits first for the step before, if it is still encoding.
     fn encode_held(&mut self) -> Result<(), WriteError> {
         if self.held.is_empty() {
             return Ok(());
@@ -594,7 +611,7 @@ impl OpenFile {
             .sum();
         let fields = self.schema.fields().clone();
         let (done, encoded) = std::sync::mpsc::sync_channel(1);
-        rayon::spawn(move || {
+        encoders().spawn(move || {
             // A panic is handed to the waiting caller, as a panic of a parallel loop would be.
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 columns
@@ -660,11 +677,13 @@ impl OpenFile {
             return Ok(());
         }
         self.row_group_rows = 0;
-        let chunks = columns
-            .into_par_iter()
-            .flatten()
-            .map(ArrowColumnWriter::close)
-            .collect::<Result<Vec<_>, _>>();
+        let chunks = encoders().install(|| {
+            columns
+                .into_par_iter()
+                .flatten()
+                .map(ArrowColumnWriter::close)
+                .collect::<Result<Vec<_>, _>>()
+        });
         let relative = &self.relative;
         let parquet_err = |source| WriteError::Parquet {
             path: relative.clone(),
@@ -1449,6 +1468,36 @@ mod tests {
             .discard(&unfinished_paths)
             .expect("discarding again is fine");
         assert!(walk(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_file_written_on_a_thread_of_another_pool_is_encoded_even_with_that_pool_busy() {
+        // As on the decoder threads: one thread, and the job on it waits for its encoding.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("pool");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = LakeRoot::Local(dir.path().to_path_buf());
+        let (done, finished) = std::sync::mpsc::channel();
+        pool.spawn(move || {
+            let writer = LakeWriter::create(root).expect("writer");
+            let mut group = writer.open_group("g".into());
+            let files = group
+                .append(
+                    schema::REJECTED,
+                    &rows("a", &vec![500_000; 2 * ENCODE_ROWS]),
+                    0,
+                )
+                .expect("append");
+            group.finish().expect("finish").publish().expect("publish");
+            writer.remove_rows_of("a", &files).expect("remove");
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the job's encoding steps never ran");
+        assert_eq!(parquet_files(dir.path()), Vec::<String>::new());
     }
 
     #[test]

@@ -7,34 +7,57 @@
 //! to dozens of threads (file reads and commits run there too): on 1.4 KB CloudTrail records,
 //! 400 MB of the 565 MB peak heap were idle tapes. Here they are kept by `concurrency` threads,
 //! whatever else runs.
+//!
+//! They are plain threads, not a rayon pool: a rayon worker that waits on any rayon call (the
+//! lake writer's encoding, `install`, a parallel iterator) runs other queued jobs of its pool
+//! meanwhile, so a job holding the writer's rewrite lock was handed the next object, which then
+//! waited on that lock for ever. A plain thread waiting on rayon just waits.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use tokio::sync::Semaphore;
+
+type Job = Box<dyn FnOnce() + Send>;
 
 /// See the module documentation.
 #[derive(Debug)]
 pub struct Decoders {
     /// `None` if the threads could not be started: decoding then runs on tokio's blocking pool.
-    pool: Option<rayon::ThreadPool>,
+    /// Dropping the sender ends the threads once they finish what they run.
+    jobs: Option<mpsc::Sender<Job>>,
     /// One permit per thread, so that a task waits here (asynchronously, in the order tasks
-    /// came) rather than in the pool's queue holding a thread of the caller.
+    /// came) rather than in the queue of the threads holding a thread of the caller.
     permits: Arc<Semaphore>,
 }
 
 impl Decoders {
     pub fn new(threads: usize) -> Self {
         let threads = threads.max(1);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("auditlake-decode-{i}"))
-            .build()
-            .inspect_err(|error| {
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        let started = (0..threads).try_for_each(|i| {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("auditlake-decode-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let next = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(job) = next else { break };
+                        job();
+                    }
+                })
+                .map(drop)
+        });
+        let jobs = match started {
+            Ok(()) => Some(sender),
+            Err(error) => {
                 tracing::warn!(%error, "decoder threads not started; decoding on the blocking pool");
-            })
-            .ok();
+                None
+            }
+        };
         Decoders {
-            pool,
+            jobs,
             permits: Arc::new(Semaphore::new(threads)),
         }
     }
@@ -52,7 +75,7 @@ impl Decoders {
             .acquire_owned()
             .await
             .map_err(|_| "the decoders were shut down".to_owned())?;
-        let Some(pool) = &self.pool else {
+        let Some(jobs) = &self.jobs else {
             return tokio::task::spawn_blocking(job)
                 .await
                 .map_err(|e| e.to_string());
@@ -61,12 +84,13 @@ impl Decoders {
         // A job may wait on the runtime (a shared lake's claims go over the network), as it
         // could on the blocking pool: the thread runs it inside the caller's runtime.
         let runtime = tokio::runtime::Handle::current();
-        pool.spawn(move || {
+        jobs.send(Box::new(move || {
             let _runtime = runtime.enter();
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
             // The caller may have stopped waiting (its scan cancelled): nobody to tell then.
             let _ = done.send(outcome.map_err(|panic| panic_message(panic.as_ref())));
-        });
+        }))
+        .map_err(|_| "the decoder threads have ended".to_owned())?;
         result
             .await
             .map_err(|_| "a decoder thread ended without an answer".to_owned())?
@@ -120,6 +144,19 @@ mod tests {
             })
             .await;
         assert_eq!(answer, Ok(42));
+    }
+
+    #[tokio::test]
+    async fn jobs_run_outside_any_rayon_pool_so_waiting_on_rayon_never_runs_another_job() {
+        let decoders = Decoders::new(2);
+        let index = decoders
+            .run(rayon::current_thread_index)
+            .await
+            .expect("ran");
+        assert_eq!(
+            index, None,
+            "a rayon worker would run queued jobs while it waits"
+        );
     }
 
     #[tokio::test]
