@@ -181,10 +181,8 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(500_000);
-    // One core: the lake writer's encoder threads are sized by rayon's own variable, read when
-    // they start (after this, on the first file written).
-    // SAFETY: no other thread has started yet.
-    unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    // One core: the lake writer's encoder threads too.
+    auditlake_ingest::lake::writer::start_encoders(1);
     let dir = tempfile::tempdir().expect("tempdir");
     let data: PathBuf = dir.path().join("data");
     sample::generate(

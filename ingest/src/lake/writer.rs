@@ -32,9 +32,17 @@ use object_store::ObjectStoreExt;
 /// *that* pool, and the thread then blocks waiting for it: with every decoder thread doing so,
 /// or waiting on the rewrite lock, nothing ran the step. Steps here never wait on anything.
 fn encoders() -> &'static rayon::ThreadPool {
-    static ENCODERS: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    start_encoders(0)
+}
+
+static ENCODERS: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+
+/// Starts the encoder threads with `threads` of them (0: one per core) unless they run
+/// already: a benchmark measuring one core calls it before writing anything.
+pub fn start_encoders(threads: usize) -> &'static rayon::ThreadPool {
     ENCODERS.get_or_init(|| {
         rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
             .thread_name(|i| format!("auditlake-encode-{i}"))
             .build()
             .expect("starting the Parquet encoder threads")
