@@ -27,10 +27,10 @@ use object_store::ObjectStoreExt;
 
 /// The threads column chunks are encoded on, one per core, shared by every file.
 ///
-/// Not rayon's global pool: `rayon::spawn` from a thread of another pool (a decoder thread,
-/// where a new version of an object rewrites the files it had rows in) queues the step on
-/// *that* pool, and the thread then blocks waiting for it: with every decoder thread doing so,
-/// or waiting on the rewrite lock, nothing ran the step. Steps here never wait on anything.
+/// Not rayon's global pool: `rayon::spawn` from a worker of another rayon pool queues the step
+/// on *that* pool, and the caller then blocks waiting for it: with every worker of that pool
+/// doing so, or waiting on the rewrite lock, nothing ran the step (the decoder threads were
+/// such a pool). Steps here never wait on anything.
 fn encoders() -> &'static rayon::ThreadPool {
     start_encoders(0)
 }
@@ -1480,7 +1480,7 @@ mod tests {
 
     #[test]
     fn a_file_written_on_a_thread_of_another_pool_is_encoded_even_with_that_pool_busy() {
-        // As on the decoder threads: one thread, and the job on it waits for its encoding.
+        // A caller on a busy rayon pool of its own: one thread, whose job waits for its encoding.
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()
