@@ -4,7 +4,7 @@
 //! Logs paging, dedupe across CloudWatch and S3, a vanished object, and an endpoint that
 //! answers 503/SlowDown or stalls.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -549,28 +549,23 @@ async fn cloudwatch_pages_are_followed_and_records_seen_in_s3_are_not_doubled() 
         .scan(ingestion.sources[0].source.as_ref(), &stop)
         .await
         .expect("scan");
-    let stream_source = &ingestion.streams[0];
-    // Twelve pages of 100 in one read.
-    assert_eq!(
-        stream_source
-            .poll(&ingestion.pipeline, &stop)
+    let stream_source = ingestion.sources[1].source.as_ref();
+    let poll = async |pipeline: &auditlake_ingest::pipeline::Pipeline| {
+        pipeline
+            .drain(stream_source, &stop, None)
             .await
-            .expect("poll"),
-        1200
-    );
+            .expect("poll")
+            .log_events
+    };
+    // Twelve pages of 100 in one read.
+    assert_eq!(poll(&ingestion.pipeline).await, 1200);
     let s = ingestion.pipeline.stats().snapshot();
     assert_eq!(s.cloudtrail_rows, 1200);
     assert_eq!(s.duplicate_events, 300);
     assert_eq!(s.cloudwatch_events, 1200);
 
     // Nothing new: the overlap is read again and left out.
-    assert_eq!(
-        stream_source
-            .poll(&ingestion.pipeline, &stop)
-            .await
-            .expect("poll"),
-        0
-    );
+    assert_eq!(poll(&ingestion.pipeline).await, 0);
     // New events, some at the cursor's timestamp, are read once.
     let last = base + 1199 * 10;
     let more: Vec<(i64, String)> = ids("cw-more", 5)
@@ -579,21 +574,16 @@ async fn cloudwatch_pages_are_followed_and_records_seen_in_s3_are_not_doubled() 
         .map(|(i, id)| (last + i as i64, record(id, &time).to_string()))
         .collect();
     put_log_events(&logs, &group, stream, &more).await;
-    assert_eq!(
-        stream_source
-            .poll(&ingestion.pipeline, &stop)
-            .await
-            .expect("poll"),
-        5
-    );
+    assert_eq!(poll(&ingestion.pipeline).await, 5);
     assert_eq!(ingestion.pipeline.stats().snapshot().cloudtrail_rows, 1205);
 
     // A restarted process (new in-memory state) reads the overlap again, and the ledger's event
     // id claims keep the lake free of duplicates.
     drop(ingestion);
     let again = service::open_pipeline(&config).await.expect("pipeline");
-    again.streams[0]
-        .poll(&again.pipeline, &stop)
+    again
+        .pipeline
+        .drain(again.sources[1].source.as_ref(), &stop, None)
         .await
         .expect("poll");
     let s = again.pipeline.stats().snapshot();

@@ -1,6 +1,6 @@
 //! Every record of the public corpora decodes; exactly the broken lines are rejected.
 
-mod common;
+use crate::common;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampMicrosecondType;

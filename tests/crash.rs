@@ -1,6 +1,6 @@
 //! Killing the real binary with SIGKILL at random moments loses and doubles nothing.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,7 @@
 //! Detection end to end: the sample story's alerts, replay equal to live, and webhook delivery
 //! through a receiver that is down, then up, and across a SIGKILL.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! The service end to end, in process: sample data in, exact counts out over real HTTP.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -216,7 +216,7 @@ async fn files_of_a_group_never_committed_are_deleted_at_start() {
         let ledger = auditlake_ingest::ledger::Ledger::open(&lake.join("_state/ledger.redb"))
             .expect("ledger");
         ledger
-            .begin_publish("killed-0000000000000001", &[relative])
+            .begin_publish("killed-0000000000000001", &[relative.into()])
             .expect("note");
     }
 

@@ -1,7 +1,7 @@
 //! Nothing lost, nothing doubled, nothing corrupt under the faults an operator meets: folder
 //! files that grow between runs, a lake whose filesystem fills up while `serve` runs.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -346,7 +346,7 @@ fn a_ledger_that_hit_a_full_disk_takes_writes_again_once_space_returns_without_a
         bytes: 1,
         // Large entries, so that a few commits need pages the disk no longer has.
         files: (0..400)
-            .map(|f| format!("cloudtrail/date=2026-11-01/hour=00/{n}-{f:0>200}.parquet"))
+            .map(|f| format!("cloudtrail/date=2026-11-01/hour=00/{n}-{f:0>200}.parquet").into())
             .collect(),
     };
     ledger
@@ -386,29 +386,32 @@ fn a_ledger_that_hit_a_full_disk_takes_writes_again_once_space_returns_without_a
 }
 
 /// Runs `auditlake` with `args` to its end: whether it succeeded, its stderr, and its peak
-/// resident memory in bytes (from the kernel's account of the child, at its end).
-#[allow(unsafe_code)]
-// The child is reaped by `wait4`, which also reports its peak memory.
-#[allow(clippy::zombie_processes)]
+/// resident memory in bytes, as GNU time (Debian's `time`) counts it for its own child. Not
+/// from a `wait4` of this process: Linux carries a process's high-water mark across `exec`, so
+/// a child spawned from the test binary starts at the peak of the test binary, which runs every
+/// other integration test beside this one.
 fn run_measured(args: &[&std::ffi::OsStr], dir: &Path) -> (bool, String, u64) {
     let stderr_path = dir.join("stderr.txt");
-    let child = Command::new(common::binary())
+    let peak_path = dir.join("peak-kb.txt");
+    let status = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(&peak_path)
+        .arg(common::binary())
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
-        .spawn()
-        .expect("spawn auditlake");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, with valid pointers to locals.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4");
+        .status()
+        .expect("run auditlake under /usr/bin/time");
     let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    (ok, stderr, usage.ru_maxrss as u64 * 1024)
+    // After a failure GNU time writes a line of its own before the figure.
+    let peak_kb: u64 = std::fs::read_to_string(&peak_path)
+        .expect("GNU time's output")
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("peak RSS in KB");
+    (status.success(), stderr, peak_kb * 1024)
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The Postgres wire protocol with real clients: `psql` and psycopg (Python).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -14,6 +14,12 @@ fi
 
 cargo build --workspace --all-targets --locked
 
+# GNU time measures the peak memory of the binary in the memory-bound tests.
+if [ ! -x /usr/bin/time ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get install -y -q time >/dev/null || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q time >/dev/null; }
+fi
+
 # shellcheck source=tests/browser.sh
 source tests/browser.sh
 browser_install

@@ -1,10 +1,7 @@
 //! Abusive requests against the SQL endpoint: each gets the right JSON error, none reads outside
 //! the lake, and the server stays healthy afterwards.
 
-mod common;
-
-#[path = "attack.rs"]
-mod attack;
+use crate::common;
 
 use std::time::Duration;
 

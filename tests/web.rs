@@ -6,7 +6,7 @@
 //! `tests/browser.sh` installs Chromium and chromedriver; `AUDITLAKE_TEST_CHROMIUM` and
 //! `AUDITLAKE_TEST_CHROMEDRIVER` name them (default: `/usr/bin/chromium`, `/usr/bin/chromedriver`).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 use auditlake_ingest::decode::{self, DecodeLimits, Format, ObjectContext, tape};
-use auditlake_ingest::lake::writer::LakeWriter;
+use auditlake_ingest::lake::LakeWriter;
 use auditlake_ingest::sample::{self, SampleOptions};
 use auditlake_ingest::source::layout::{self, ObjectKind};
-use auditlake_query::LakeRoot;
+use auditlake_schema::LakeRoot;
 
 /// One object read into memory, with what decoding it needs.
 struct Object {
@@ -182,7 +182,7 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(500_000);
     // One core: the lake writer's encoder threads too.
-    auditlake_ingest::lake::writer::start_encoders(1);
+    auditlake_ingest::lake::start_encoders(1);
     let dir = tempfile::tempdir().expect("tempdir");
     let data: PathBuf = dir.path().join("data");
     sample::generate(

@@ -473,7 +473,6 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         let service::Ingestion {
             pipeline,
             sources,
-            streams,
             deliverer,
             ..
         } = service::open_pipeline(&config).await?;
@@ -489,20 +488,17 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         );
         let (mut failed, mut deferred) = (0, 0);
         let mut unrecognized = Vec::new();
-        for listed in &sources {
+        // Queues are left alone: the listings of their buckets find every object.
+        for listed in sources.iter().filter(|l| !l.source.receives()) {
             progress.set_message(listed.source.name().to_owned());
             let report = pipeline
-                .scan_with_progress(listed.source.as_ref(), &stop, Some(&progress))
+                .drain(listed.source.as_ref(), &stop, Some(&progress))
                 .await?;
             failed += report.failed;
             deferred += report.deferred;
             if let Some(example) = report.none_recognized {
                 unrecognized.push(format!("{} (e.g. {example})", listed.source.name()));
             }
-        }
-        for stream in &streams {
-            progress.set_message(stream.name());
-            stream.poll(&pipeline, &stop).await?;
         }
         progress.finish_and_clear();
         let s = pipeline.stats().snapshot();

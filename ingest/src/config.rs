@@ -301,16 +301,16 @@ impl LakeSpec {
     }
 
     /// Opens the root: a folder as is, or an S3 client for the bucket.
-    pub async fn open(&self) -> Result<auditlake_query::LakeRoot, ConfigError> {
+    pub async fn open(&self) -> Result<auditlake_schema::LakeRoot, ConfigError> {
         match self {
-            LakeSpec::Local(path) => Ok(auditlake_query::LakeRoot::Local(path.clone())),
+            LakeSpec::Local(path) => Ok(auditlake_schema::LakeRoot::Local(path.clone())),
             LakeSpec::S3 { location, aws } => {
                 let store = crate::aws::object_store(&location.bucket, aws)
                     .await
                     .map_err(|m| invalid("lake", m))?;
                 let url = url::Url::parse(&format!("s3://{}/{}", location.bucket, location.prefix))
                     .map_err(|e| invalid("lake", e.to_string()))?;
-                Ok(auditlake_query::LakeRoot::Store { url, store })
+                Ok(auditlake_schema::LakeRoot::Store { url, store })
             }
         }
     }

@@ -23,14 +23,14 @@ use auditlake_query::{LakeRoot, QueryEngine};
 
 use crate::aws::AwsSettings;
 use crate::config::{Config, SourceSpec};
-use crate::lake::writer::LakeWriter;
+use crate::lake::LakeWriter;
 use crate::ledger::{Ledger, LedgerError, ObjectStatus};
 use crate::pipeline::{Detection, Pipeline};
 use crate::shared::SharedLake;
 use crate::source::LogSource;
 use crate::source::cloudwatch::CloudWatchSource;
 use crate::source::folder::FolderSource;
-use crate::source::notify::QueueConsumer;
+use crate::source::notify::QueueSource;
 use crate::source::s3::S3Source;
 
 /// Start-up failures, each naming what was being opened.
@@ -47,7 +47,7 @@ pub enum ServiceError {
     #[error("deleting files of an uncommitted group: {0}")]
     Recover(#[from] crate::pipeline::ObjectError),
     #[error(transparent)]
-    Lake(#[from] crate::lake::writer::WriteError),
+    Lake(#[from] crate::lake::WriteError),
     #[error("source {0}")]
     Source(#[from] crate::source::SourceError),
     #[error(transparent)]
@@ -73,10 +73,11 @@ pub enum ServiceError {
     Shared(#[from] crate::shared::SharedError),
 }
 
-/// A listed source and how often it is listed.
+/// A source and how the service runs it.
 #[derive(Debug, Clone)]
 pub struct Listed {
     pub source: Arc<dyn LogSource>,
+    /// Pause between two scans (none after a scan that says more is waiting).
     pub interval: Duration,
 }
 
@@ -84,12 +85,9 @@ pub struct Listed {
 #[derive(Debug)]
 pub struct Ingestion {
     pub pipeline: Arc<Pipeline>,
-    /// Folders and buckets, listed.
+    /// Every source, in the configured order (folders, buckets and CloudWatch Logs groups),
+    /// then the SQS queues of the buckets' notifications.
     pub sources: Vec<Listed>,
-    /// SQS queues of S3 notifications.
-    pub queues: Vec<QueueConsumer>,
-    /// CloudWatch Logs groups, polled.
-    pub streams: Vec<Arc<CloudWatchSource>>,
     pub deliverer: Deliverer,
     /// The lake root the pipeline writes (and queries read).
     pub lake: LakeRoot,
@@ -100,8 +98,8 @@ impl Ingestion {
     pub fn source_names(&self) -> Vec<String> {
         self.sources
             .iter()
+            .filter(|l| !l.source.receives())
             .map(|l| l.source.name().to_owned())
-            .chain(self.streams.iter().map(|s| s.name()))
             .collect()
     }
 }
@@ -169,7 +167,6 @@ pub async fn open_pipeline(config: &Config) -> Result<Ingestion, ServiceError> {
     pipeline.recover().await?;
     let pipeline = Arc::new(pipeline);
     let mut sources = Vec::new();
-    let mut streams = Vec::new();
     // Sources sharing a queue share one consumer.
     let mut by_queue: Vec<(String, AwsSettings, Duration, Vec<Arc<S3Source>>)> = Vec::new();
     for spec in &config.sources {
@@ -208,21 +205,24 @@ pub async fn open_pipeline(config: &Config) -> Result<Ingestion, ServiceError> {
                 sources.push(Listed { source, interval });
             }
             SourceSpec::Cloudwatch(spec) => {
-                streams.push(Arc::new(
-                    CloudWatchSource::connect(spec.clone(), pipeline.ledger().clone()).await,
-                ));
+                sources.push(Listed {
+                    source: Arc::new(
+                        CloudWatchSource::connect(spec.clone(), pipeline.ledger().clone()).await,
+                    ),
+                    interval: config.poll_interval,
+                });
             }
         }
     }
-    let mut queues = Vec::new();
     for (queue, aws, wait, members) in by_queue {
-        queues.push(QueueConsumer::connect(queue, &aws, members, pipeline.clone(), wait).await);
+        sources.push(Listed {
+            source: Arc::new(QueueSource::connect(queue, &aws, members, wait).await),
+            interval: Duration::ZERO,
+        });
     }
     Ok(Ingestion {
         pipeline,
         sources,
-        queues,
-        streams,
         deliverer,
         lake: root,
     })
@@ -380,8 +380,6 @@ impl Service {
         let Ingestion {
             pipeline,
             sources,
-            queues,
-            streams,
             deliverer,
             ..
         } = self.ingestion;
@@ -394,14 +392,7 @@ impl Service {
             status,
             token: self.config.http_token.as_deref().map(Arc::from),
         };
-        let ingest = spawn_ingest(
-            &pipeline,
-            sources,
-            queues,
-            streams,
-            self.config.poll_interval,
-            &stop,
-        );
+        let ingest = spawn_ingest(&pipeline, sources, &stop);
         let deliver_stop = CancellationToken::new();
         let deliver = tokio::spawn(deliverer.run(deliver_stop.clone()));
         let http_stop = CancellationToken::new();
@@ -461,19 +452,17 @@ impl Service {
     }
 }
 
-/// Starts one task per listed source, per queue and per CloudWatch source. The pipeline is
-/// idle when every listing and poll task found nothing to do on its last round.
+/// Starts one task per source, each scanning it in turn until `stop`. The pipeline is idle
+/// when every source but the queues found nothing to do on its last scan.
 fn spawn_ingest(
     pipeline: &Arc<Pipeline>,
     sources: Vec<Listed>,
-    queues: Vec<QueueConsumer>,
-    streams: Vec<Arc<CloudWatchSource>>,
-    poll_interval: Duration,
     stop: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let quiet: Arc<Vec<AtomicBool>> = Arc::new(
-        (0..sources.len() + streams.len())
-            .map(|_| AtomicBool::new(false))
+        sources
+            .iter()
+            .map(|l| AtomicBool::new(l.source.receives()))
             .collect(),
     );
     let mut tasks = Vec::new();
@@ -481,47 +470,26 @@ fn spawn_ingest(
         let (pipeline, stop, quiet) = (pipeline.clone(), stop.clone(), quiet.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.is_cancelled() {
-                let done = scan_once(&pipeline, listed.source.as_ref(), &stop).await;
-                mark(&pipeline, &quiet, slot, done);
-                if !sleep_or_stop(listed.interval, &stop).await {
-                    break;
+                let scanned = scan_once(&pipeline, listed.source.as_ref(), &stop).await;
+                if !listed.source.receives() {
+                    mark(&pipeline, &quiet, slot, scanned == Scanned::Quiet);
                 }
-            }
-        }));
-    }
-    for (n, stream) in streams.into_iter().enumerate() {
-        let slot = quiet.len() - 1 - n;
-        let (pipeline, stop, quiet) = (pipeline.clone(), stop.clone(), quiet.clone());
-        tasks.push(tokio::spawn(async move {
-            while !stop.is_cancelled() {
-                if !pipeline.sink_ready(&stop).await {
-                    break;
-                }
-                let done = match stream.poll(&pipeline, &stop).await {
-                    Ok(events) => {
-                        if events > 0 {
-                            tracing::info!(source = %stream.name(), events, "log events ingested");
-                        }
-                        events == 0
-                    }
-                    Err(e) => {
-                        pipeline.stats().count_error(e.kind());
-                        tracing::warn!(source = %stream.name(), error = %e, "log group read failed");
-                        false
-                    }
+                let pause = match scanned {
+                    Scanned::More => continue,
+                    Scanned::Failed => listed.interval.max(FAILED_SCAN_PAUSE),
+                    Scanned::Quiet | Scanned::Busy => listed.interval,
                 };
-                mark(&pipeline, &quiet, slot, done);
-                if !sleep_or_stop(poll_interval, &stop).await {
+                if !sleep_or_stop(pause, &stop).await {
                     break;
                 }
             }
         }));
-    }
-    for queue in queues {
-        tasks.push(tokio::spawn(queue.run(stop.clone())));
     }
     tasks
 }
+
+/// Least pause after a scan that failed (a queue's receives otherwise follow each other).
+const FAILED_SCAN_PAUSE: Duration = Duration::from_secs(2);
 
 fn mark(pipeline: &Pipeline, quiet: &[AtomicBool], slot: usize, done: bool) {
     quiet[slot].store(done, Ordering::Relaxed);
@@ -537,8 +505,25 @@ async fn sleep_or_stop(interval: Duration, stop: &CancellationToken) -> bool {
     }
 }
 
-/// Lists and ingests one source once; true when there was nothing to do.
-async fn scan_once(pipeline: &Pipeline, source: &dyn LogSource, stop: &CancellationToken) -> bool {
+/// What one scan of a source found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scanned {
+    /// Nothing to do.
+    Quiet,
+    /// Objects ingested (or failed, or left for later).
+    Busy,
+    /// More is waiting now: scan again at once.
+    More,
+    /// The listing failed.
+    Failed,
+}
+
+/// Lists and ingests one source once.
+async fn scan_once(
+    pipeline: &Pipeline,
+    source: &dyn LogSource,
+    stop: &CancellationToken,
+) -> Scanned {
     match pipeline.scan(source, stop).await {
         Ok(report) => {
             let quiet = report.processed == 0
@@ -553,14 +538,21 @@ async fn scan_once(pipeline: &Pipeline, source: &dyn LogSource, stop: &Cancellat
                     processed = report.processed,
                     failed = report.failed,
                     unsettled = report.unsettled,
+                    log_events = report.log_events,
                     "scan done"
                 );
             }
-            quiet
+            if report.more && report.failed == 0 && report.deferred == 0 {
+                Scanned::More
+            } else if quiet {
+                Scanned::Quiet
+            } else {
+                Scanned::Busy
+            }
         }
         Err(e) => {
             tracing::warn!(source = source.name(), error = %e, "scan failed");
-            false
+            Scanned::Failed
         }
     }
 }

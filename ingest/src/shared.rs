@@ -27,7 +27,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use auditlake_query::LakeRoot;
+use auditlake_schema::LakeRoot;
 
 /// Failures of the shared log or markers.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! The DataFusion session over the lake.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use serde::Serialize;
 
-use auditlake_schema as schema;
+use auditlake_schema::{self as schema, LakeRoot};
 
 mod execute;
 use datafusion::execution::disk_manager::DiskManagerBuilder;
@@ -158,34 +158,6 @@ pub fn parse_read_only(sql: &str) -> Result<Statement, QueryError> {
 
 fn rejected(refused: gate::Refused) -> QueryError {
     QueryError::Rejected(refused.0)
-}
-
-/// Where the lake lives: a local folder, or a prefix of an object store (`s3://bucket/prefix/`)
-/// with the store that reaches it (built by the caller, who holds the credentials).
-#[derive(Clone)]
-pub enum LakeRoot {
-    Local(PathBuf),
-    Store {
-        /// The lake root, ending in `/`.
-        url: url::Url,
-        store: Arc<dyn object_store::ObjectStore>,
-    },
-}
-
-impl std::fmt::Debug for LakeRoot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.display())
-    }
-}
-
-impl LakeRoot {
-    /// The root as a path or URL, for messages.
-    pub fn display(&self) -> String {
-        match self {
-            LakeRoot::Local(path) => path.display().to_string(),
-            LakeRoot::Store { url, .. } => url.to_string(),
-        }
-    }
 }
 
 /// A DataFusion session with every lake table registered; see the module documentation.

@@ -27,5 +27,6 @@ mod run;
 pub mod views;
 pub mod web;
 
-pub use engine::{LakeRoot, QueryEngine, QueryError, QueryLimits};
+pub use auditlake_schema::LakeRoot;
+pub use engine::{QueryEngine, QueryError, QueryLimits};
 pub use run::QueryStream;

@@ -3,7 +3,11 @@
 //! Every crate reads and writes the lake through these definitions, so a column added here is
 //! written by the ingest side and registered by the query side without either guessing. The
 //! query side never infers schemas from files: it registers exactly these, plus the Hive
-//! partition columns `date` and `hour` that [`partition_path`] encodes in the directory names.
+//! partition columns `date` and `hour` that [`Partition::path`] encodes in the directory names.
+
+mod paths;
+
+pub use paths::{LakeFile, LakeRoot};
 
 use std::sync::{Arc, LazyLock};
 

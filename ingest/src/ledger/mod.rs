@@ -21,6 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use auditlake_detect::store::{self, Store};
+use auditlake_schema::LakeFile;
 use redb::{
     ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
@@ -62,8 +63,8 @@ pub struct ObjectEntry {
     pub alerts: u64,
     /// Bytes read from the source.
     pub bytes: u64,
-    /// Lake files written, relative to the lake root.
-    pub files: Vec<String>,
+    /// Lake files written.
+    pub files: Vec<LakeFile>,
 }
 
 /// Outcome recorded for an object.
@@ -130,7 +131,7 @@ pub struct CommittedObject<'a> {
 /// What [`Ledger::begin_publish`] notes for a group.
 #[derive(Debug, Serialize, Deserialize)]
 struct PublishNote {
-    paths: Vec<String>,
+    paths: Vec<LakeFile>,
     noted_at_micros: Option<i64>,
 }
 
@@ -138,8 +139,8 @@ struct PublishNote {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnfinishedPublish {
     pub stem: String,
-    /// Its files, relative to the lake root.
-    pub paths: Vec<String>,
+    /// Its files.
+    pub paths: Vec<LakeFile>,
     /// When the publish began; `None` for a note written by an earlier version.
     pub noted_at_micros: Option<i64>,
 }
@@ -348,7 +349,7 @@ impl Ledger {
 
     /// Notes that the lake files `paths` of the group `stem` are about to be published (before
     /// the first of them appears in the lake), and when.
-    pub fn begin_publish(&self, stem: &str, paths: &[String]) -> Result<(), LedgerError> {
+    pub fn begin_publish(&self, stem: &str, paths: &[LakeFile]) -> Result<(), LedgerError> {
         let action = "recording files about to be published";
         let note = PublishNote {
             paths: paths.to_vec(),
@@ -729,7 +730,7 @@ mod tests {
         let ledger = Ledger::open(&dir.path().join("ledger.redb")).expect("open");
         let before = chrono::Utc::now().timestamp_micros();
         ledger
-            .begin_publish("new", &["cloudtrail/a.parquet".to_owned()])
+            .begin_publish("new", &["cloudtrail/a.parquet".into()])
             .expect("note");
         {
             let tx = ledger.db.get().expect("db").begin_write().expect("tx");

@@ -4,7 +4,12 @@
 //! verdict on the objects in flight: they are retried, and never recorded as failed for it.
 
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::ObjectError;
 
 /// First pause before the sink is probed again; it doubles up to [`LONGEST_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
@@ -91,6 +96,97 @@ impl SinkHealth {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .map(|d| d.since.elapsed())
+    }
+}
+
+impl super::Pipeline {
+    /// Whether the lake and the ledger take writes, waiting (in a service) for them to take
+    /// writes again after a failure: probes with growing pauses until one succeeds or `stop`.
+    pub async fn sink_ready(&self, stop: &CancellationToken) -> bool {
+        loop {
+            let Some(wait) = self.sink.wait() else {
+                return true;
+            };
+            if !self.wait_for_sink.load(Ordering::Relaxed) {
+                return false;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return false,
+                () = tokio::time::sleep(wait) => {}
+            }
+            // Tasks of other sources wait for this probe, then find the sink up or its next
+            // probe due later.
+            let _probing = self.probing.lock().await;
+            if self.sink.wait().is_none_or(|w| !w.is_zero()) {
+                continue;
+            }
+            match self.probe_sink().await {
+                Ok(()) => {
+                    if let Some(down) = self.sink.recovered() {
+                        tracing::info!(
+                            down_ms = down.as_millis() as u64,
+                            "the lake and the ledger take writes again; ingestion resumes"
+                        );
+                    }
+                }
+                Err(error) => {
+                    let probes = self.sink.probe_failed(&error.to_string());
+                    tracing::warn!(probes, error = %error, "the lake or the ledger still refuses writes");
+                }
+            }
+        }
+    }
+
+    /// Probes the lake and the ledger (reopening a ledger that an I/O error closed), then
+    /// settles the groups whose commit may have gone through.
+    async fn probe_sink(&self) -> Result<(), ObjectError> {
+        let writer = self.writer.clone();
+        let ledger = self.ledger.clone();
+        let unresolved =
+            std::mem::take(&mut *self.unresolved.lock().unwrap_or_else(|p| p.into_inner()));
+        let (result, left) = tokio::task::spawn_blocking(move || {
+            let probed = writer
+                .probe()
+                .map_err(|source| ObjectError::Write {
+                    uri: String::new(),
+                    source,
+                })
+                .and_then(|()| ledger.check_writable().map_err(ObjectError::from));
+            if let Err(e) = probed {
+                return (Err(e), unresolved);
+            }
+            let mut left = Vec::new();
+            let mut result = Ok(());
+            for group in unresolved {
+                if result.is_err() {
+                    left.push(group);
+                    continue;
+                }
+                let settled = ledger.is_publishing(&group.stem).map_err(ObjectError::from).and_then(|noted| {
+                    if noted {
+                        writer.discard(&group.paths).map_err(|source| ObjectError::Write { uri: group.stem.clone(), source })?;
+                        ledger.end_publish(&group.stem)?;
+                        tracing::info!(group = %group.stem, files = group.paths.len(), "deleted the files of a group whose commit failed");
+                    }
+                    Ok(())
+                });
+                if let Err(e) = settled {
+                    result = Err(e);
+                    left.push(group);
+                }
+            }
+            (result, left)
+        })
+        .await
+        .map_err(|e| ObjectError::Task {
+            uri: String::new(),
+            message: e.to_string(),
+        })?;
+        self.unresolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(left);
+        result
     }
 }
 

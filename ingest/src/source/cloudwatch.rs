@@ -13,19 +13,17 @@
 //! again; its events are already claimed in the ledger by `eventID` (as are records that came
 //! through S3), so they are dropped, not duplicated.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::Client;
 use serde::{Deserialize, Serialize};
 
-use super::SourceError;
-use super::SourceObject;
 use super::layout::ObjectKind;
+use super::{Listing, LogSource, Positions, ReadCounts, SourceError, SourceObject};
 use crate::aws::AwsSettings;
 use crate::ledger::Ledger;
-use crate::pipeline::Pipeline;
 
 /// A validated CloudWatch Logs source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,25 +53,32 @@ pub struct GroupCursor {
     pub next_read: u64,
 }
 
-/// What one poll of one group did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct GroupPoll {
-    /// Events ingested.
-    pub events: usize,
-    /// True when the read stopped at `max_events` and more are waiting.
-    pub more: bool,
-}
-
 /// The CloudWatch Logs source; see the module documentation.
 #[derive(Debug)]
 pub struct CloudWatchSource {
+    name: String,
     spec: CloudWatchSpec,
     client: Client,
     ledger: Arc<Ledger>,
     /// Per group: ids read in the overlap by this process → their timestamp.
     recent: Mutex<HashMap<String, HashMap<String, i64>>>,
+    /// The group the next listing reads, in this round over the groups.
+    turn: Mutex<usize>,
+    /// The read of the last listing, until it is fetched and acknowledged.
+    read: Mutex<Option<Read>>,
 }
 
+/// One read: the object it is ingested as, its bytes until they are fetched, and its events.
+#[derive(Debug)]
+struct Read {
+    group: String,
+    uri: String,
+    bytes: Option<Vec<u8>>,
+    events: Vec<Event>,
+    newest: i64,
+}
+
+#[derive(Debug)]
 struct Event {
     timestamp: i64,
     id: String,
@@ -84,6 +89,9 @@ impl CloudWatchSource {
     pub async fn connect(spec: CloudWatchSpec, ledger: Arc<Ledger>) -> Self {
         let config = spec.aws.load().await;
         CloudWatchSource {
+            name: format!("cloudwatch://{}", spec.log_groups.join(",")),
+            turn: Mutex::new(0),
+            read: Mutex::default(),
             client: Client::from_conf(
                 aws_sdk_cloudwatchlogs::config::Builder::from(&config)
                     .retry_partition(crate::aws::without_retry_quota("auditlake-logs"))
@@ -93,11 +101,6 @@ impl CloudWatchSource {
             ledger,
             recent: Mutex::default(),
         }
-    }
-
-    /// A short name for logs and metrics.
-    pub fn name(&self) -> String {
-        format!("cloudwatch://{}", self.spec.log_groups.join(","))
     }
 
     pub fn spec(&self) -> &CloudWatchSpec {
@@ -143,23 +146,20 @@ impl CloudWatchSource {
         i64::try_from(self.spec.overlap.as_millis()).unwrap_or(0)
     }
 
-    /// Reads `group` from its cursor and ingests one read through `pipeline`.
-    pub async fn poll_group(
-        &self,
-        group: &str,
-        pipeline: &Pipeline,
-    ) -> Result<GroupPoll, SourceError> {
+    /// Reads `group` from its cursor: the listing of its one read, and the read, or `None`
+    /// when no new event is there.
+    async fn read_group(&self, group: &str) -> Result<Option<(Listing, Read)>, SourceError> {
         let cursor = self.cursor(group)?;
         let floor = self.spec.since_micros.map_or(0, |s| s / 1000);
         let start = (cursor.timestamp_ms - self.overlap_ms()).max(floor);
         let now = chrono::Utc::now().timestamp_millis();
         let end = self.spec.until_micros.map_or(now, |u| (u / 1000).min(now));
         if start >= end {
-            return Ok(GroupPoll::default());
+            return Ok(None);
         }
         let (events, more) = self.read(group, start, end, &cursor).await?;
         if events.is_empty() {
-            return Ok(GroupPoll::default());
+            return Ok(None);
         }
         let newest = events.iter().map(|e| e.timestamp).max().unwrap_or(start);
         let mut ids_at_newest: Vec<String> = events
@@ -189,24 +189,25 @@ impl CloudWatchSource {
             modified_micros: newest * 1000,
         };
         let saved = serde_json::to_vec(&next).unwrap_or_default();
-        pipeline
-            .ingest_read(
-                object,
-                ObjectKind::CloudTrailLog,
-                bytes,
-                vec![(Self::cursor_name(group), saved)],
-            )
-            .await
-            .map_err(|e| Self::remote(group, e.to_string()))?;
-        pipeline
-            .stats()
-            .cloudwatch_events
-            .fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        self.remember(group, &events, newest);
-        Ok(GroupPoll {
-            events: events.len(),
+        let listing = Listing {
+            objects: vec![object.clone()],
+            positions: Positions::WithObject(vec![(Self::cursor_name(group), saved)]),
             more,
-        })
+            acknowledge: true,
+            counts: ReadCounts {
+                log_events: events.len() as u64,
+                ..ReadCounts::default()
+            },
+            ..Listing::default()
+        };
+        let read = Read {
+            group: group.to_owned(),
+            uri: object.uri,
+            bytes: Some(bytes),
+            events,
+            newest,
+        };
+        Ok(Some((listing, read)))
     }
 
     /// Events of `group` in [start, end) not yet ingested, oldest first; true if cut short.
@@ -283,26 +284,61 @@ impl CloudWatchSource {
         let horizon = newest - self.overlap_ms();
         seen.retain(|_, t| *t >= horizon);
     }
+}
 
-    /// Polls every group until none has more waiting; returns the events ingested.
-    pub async fn poll(
-        &self,
-        pipeline: &Pipeline,
-        stop: &tokio_util::sync::CancellationToken,
-    ) -> Result<usize, SourceError> {
-        let mut total = 0;
-        for group in &self.spec.log_groups {
-            loop {
-                if stop.is_cancelled() {
-                    return Ok(total);
-                }
-                let polled = self.poll_group(group, pipeline).await?;
-                total += polled.events;
-                if !polled.more {
-                    break;
-                }
+#[async_trait::async_trait]
+impl LogSource for CloudWatchSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn classify(&self, _object: &SourceObject) -> ObjectKind {
+        ObjectKind::CloudTrailLog
+    }
+
+    /// The next read of the round over the groups: a group's events from its cursor, as one
+    /// object committed with the advanced cursor. `more` while the round goes on (a group
+    /// cut short at `max_events` is read again next); the call after its last group ends
+    /// the round with nothing.
+    async fn list(&self) -> Result<Listing, SourceError> {
+        loop {
+            let turn = *self.turn.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(group) = self.spec.log_groups.get(turn) else {
+                *self.turn.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+                return Ok(Listing::default());
+            };
+            let read = self.read_group(group).await;
+            let next_turn = match &read {
+                Ok(Some((listing, _))) if listing.more => turn,
+                // A group that failed to read is tried again next round.
+                _ => turn + 1,
+            };
+            *self.turn.lock().unwrap_or_else(|p| p.into_inner()) = next_turn;
+            if let Some((mut listing, read)) = read? {
+                listing.more = true;
+                *self.read.lock().unwrap_or_else(|p| p.into_inner()) = Some(read);
+                return Ok(listing);
             }
         }
-        Ok(total)
+    }
+
+    async fn fetch(&self, object: &SourceObject) -> Result<Vec<u8>, SourceError> {
+        let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        read.as_mut()
+            .filter(|r| r.uri == object.uri)
+            .and_then(|r| r.bytes.take())
+            .ok_or_else(|| SourceError::Gone {
+                uri: object.uri.clone(),
+            })
+    }
+
+    /// Remembers the events of a read that was ingested, so that the overlap of the next read
+    /// leaves them out.
+    async fn acknowledge(&self, recorded: &HashSet<String>) -> Result<(), SourceError> {
+        let read = self.read.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(read) = read.filter(|r| recorded.contains(&r.uri)) {
+            self.remember(&read.group, &read.events, read.newest);
+        }
+        Ok(())
     }
 }

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::layout::{self, ObjectKind};
 use super::{Listing, LogSource, SourceError, SourceObject};
 
 /// A folder source; see the module documentation.
@@ -94,8 +95,8 @@ impl LogSource for FolderSource {
         &self.name
     }
 
-    fn atlas_project(&self) -> Option<&str> {
-        self.atlas_project.as_deref()
+    fn classify(&self, object: &SourceObject) -> ObjectKind {
+        layout::classify(&object.key, self.atlas_project.as_deref())
     }
 
     async fn list(&self) -> Result<Listing, SourceError> {

@@ -1,18 +1,24 @@
 //! Where objects come from.
 //!
-//! A [`LogSource`] lists the objects it holds and fetches their bytes; it knows nothing of
-//! decoding or of what was ingested before. The pipeline asks the ledger which listed objects
-//! are new (by URI and version), classifies their keys with [`layout::classify`], and fetches
-//! only those. A source must list an object under the same URI every time, and change its
-//! `version` whenever its content may have changed.
+//! Every source implements one contract, [`LogSource`]: it lists the objects there are to
+//! ingest now and fetches their bytes, and says when its position may be committed
+//! ([`Positions`]); it knows nothing of decoding, of the lake, or of what was ingested
+//! before. The pipeline asks the ledger which listed objects are new (by URI and version),
+//! classifies them with the source ([`layout::classify`] by default), and fetches only those.
+//!
+//! The sources: [`folder`] and [`s3`] list (the latter through [`keytime`]'s dated folders),
+//! [`notify`] receives S3 notifications from SQS for the S3 sources that name the queue,
+//! [`cloudwatch`] reads log events in turns; [`memory`] holds objects given to it, for tests.
 
 pub mod cloudwatch;
 pub mod folder;
 pub mod keytime;
 pub mod layout;
+pub mod memory;
 pub mod notify;
 pub mod s3;
 
+use std::collections::HashSet;
 use std::fmt::Debug;
 
 /// One object a source holds.
@@ -50,9 +56,20 @@ pub enum SourceError {
     Gone { uri: String },
     #[error("{location}: {message}")]
     Remote { location: String, message: String },
+    /// A queue of notifications refused a receive or a delete.
+    #[error("{location}: {message}")]
+    Queue { location: String, message: String },
 }
 
 impl SourceError {
+    /// The label a failed listing counts under: `sqs` for a queue, else `list`.
+    pub fn listing_kind(&self) -> &'static str {
+        match self {
+            SourceError::Queue { .. } => "sqs",
+            _ => "list",
+        }
+    }
+
     /// A short, stable label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -60,41 +77,93 @@ impl SourceError {
             SourceError::Fetch { .. } => "fetch",
             SourceError::Gone { .. } => "gone",
             SourceError::Remote { .. } => "remote",
+            SourceError::Queue { .. } => "sqs",
         }
     }
 }
 
-/// A place that holds log objects.
+/// A place that yields log objects: a folder or bucket listed, a queue of notifications, a
+/// stream of log events read in turns.
 ///
-/// Contract: `list` returns every object currently present that is complete (a file still being
-/// written is left for a later call); it may return objects already ingested. `fetch` returns
-/// the bytes of one listed object, or an error naming it; it never returns partial content.
+/// Contract: each `list` returns the objects there are to ingest now, every one complete (a
+/// file still being written is left for a later call); it may return objects already
+/// ingested, and the same object always under the same URI, its `version` changed whenever
+/// its content may have. `fetch` returns the bytes of one listed object, or an error naming
+/// it; it never returns partial content. A source commits its position only as
+/// [`Listing::positions`] says, so that an object whose rows are not durable is listed again.
 #[async_trait::async_trait]
 pub trait LogSource: Send + Sync + Debug {
     /// A short name for logs and metrics.
     fn name(&self) -> &str;
-    /// Project name stamped on Atlas rows from this source, if configured.
-    fn atlas_project(&self) -> Option<&str> {
-        None
+    /// What an object is; by default its key's layout decides.
+    fn classify(&self, object: &SourceObject) -> layout::ObjectKind {
+        layout::classify(&object.key, None)
     }
-    /// What an object is, from its key; by default the key layout decides.
-    fn classify(&self, key: &str) -> layout::ObjectKind {
-        layout::classify(key, self.atlas_project())
+    /// Whether `list` waits for objects to arrive (a queue's receive) rather than listing
+    /// what there is: such a source's calls are not counted as scans, it never makes the
+    /// service busy, and a one-shot run leaves it to the listings of its buckets.
+    fn receives(&self) -> bool {
+        false
     }
-    /// Objects present now; see the trait contract.
+    /// Objects to ingest now; see the trait contract.
     async fn list(&self) -> Result<Listing, SourceError>;
     /// The bytes of one object.
     async fn fetch(&self, object: &SourceObject) -> Result<Vec<u8>, SourceError>;
+    /// After a listing that asked for it ([`Listing::acknowledge`]) was ingested: `recorded`
+    /// holds the URIs of its objects the ledger now records, so the source can let go of what
+    /// it holds for them (a queue deletes their messages). Those not recorded come back.
+    async fn acknowledge(&self, recorded: &HashSet<String>) -> Result<(), SourceError> {
+        let _ = recorded;
+        Ok(())
+    }
 }
 
-/// The result of one listing.
-#[derive(Debug, Default)]
+/// What one call of [`LogSource::list`] yields.
+#[derive(Debug, Default, Clone)]
 pub struct Listing {
     /// Complete objects.
     pub objects: Vec<SourceObject>,
     /// Objects seen but not yet complete (still being written); listed again later.
     pub unsettled: usize,
-    /// Listing positions to save once every listed object is recorded (see
-    /// [`crate::ledger::Ledger::save_cursors`]); the source reads them back on its next listing.
-    pub cursors: Vec<(String, Vec<u8>)>,
+    /// Where the source stands once the objects are ingested, and when that may be committed.
+    pub positions: Positions,
+    /// More is waiting now (a read cut at its size limit): list again without a pause.
+    pub more: bool,
+    /// Call [`LogSource::acknowledge`] once the objects are ingested.
+    pub acknowledge: bool,
+    /// What the source read besides objects, for the process counters.
+    pub counts: ReadCounts,
+}
+
+/// Source positions (named byte strings the ledger keeps, read back by the source) and when
+/// they may be committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Positions {
+    /// Saved once every listed object is recorded (see
+    /// [`crate::ledger::Ledger::save_cursors`]): a listing's continuation, such as the newest
+    /// key seen per folder. Any failure lists from the old position again.
+    AfterAll(Vec<(String, Vec<u8>)>),
+    /// Committed in the same ledger transaction as the listing's one object: a stream's read,
+    /// whose rows and the position past them become durable together. Such an object is
+    /// retried until it is ingested and never recorded as failed, since the stream cannot
+    /// move past it.
+    WithObject(Vec<(String, Vec<u8>)>),
+}
+
+impl Default for Positions {
+    fn default() -> Self {
+        Positions::AfterAll(Vec::new())
+    }
+}
+
+/// What a listing read besides objects; the pipeline adds it to its counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReadCounts {
+    /// Notifications received, those ignored (test events, other buckets, removals) and those
+    /// that could not be read.
+    pub notifications: u64,
+    pub notifications_ignored: u64,
+    pub notifications_malformed: u64,
+    /// Log events read from a stream; counted once the listing's objects are recorded.
+    pub log_events: u64,
 }

@@ -1,28 +1,28 @@
 //! S3 event notifications from SQS: the low-latency path to new objects.
 //!
-//! A [`QueueConsumer`] long-polls one queue, reads each message as S3 event records (sent
-//! directly, wrapped in an SNS notification, or as an EventBridge `Object Created` event), hands
-//! the created objects to the pipeline under the [`S3Source`] that holds them, and deletes a
-//! message only once the ledger has recorded every object it names. A message whose objects
+//! A [`QueueSource`] long-polls one queue, reads each message as S3 event records (sent
+//! directly, wrapped in an SNS notification, or as an EventBridge `Object Created` event),
+//! lists the created objects as the [`S3Source`] that holds them names them (and classifies
+//! and fetches them through it), and deletes a message only once the ledger has recorded
+//! every object it names ([`LogSource::acknowledge`]). A message whose objects
 //! failed stays in the queue and comes back after its visibility timeout; several workers can
 //! share the queue, since SQS gives each message to one of them at a time. `s3:TestEvent`
 //! messages, removals and objects of other buckets are counted and deleted; so are messages that
 //! are not S3 events at all, after being logged whole. The periodic listing of each source
 //! catches anything a lost notification missed; both paths meet in the same ledger.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
+use super::layout::ObjectKind;
 use super::s3::S3Source;
-use super::{LogSource, SourceObject};
+use super::{Listing, LogSource, SourceError, SourceObject};
 use crate::aws::AwsSettings;
-use crate::pipeline::Pipeline;
 
 /// An object named by a notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,27 +176,38 @@ fn decode_key(key: &str) -> String {
         .unwrap_or_else(|| key.to_owned())
 }
 
-/// Long-polls one queue for the S3 sources that name it; see the module documentation.
+/// One queue of notifications for the S3 sources that name it; see the module documentation.
 #[derive(Debug)]
-pub struct QueueConsumer {
+pub struct QueueSource {
+    name: String,
     client: Client,
     queue_url: String,
     sources: Vec<Arc<S3Source>>,
-    pipeline: Arc<Pipeline>,
     wait: Duration,
+    /// Messages of the last listing, to delete once their objects are recorded.
+    received: Mutex<Vec<Received>>,
 }
 
-impl QueueConsumer {
-    /// A consumer of `queue_url` for `sources` (those whose `queue_url` it is).
+/// A message received, and the URIs of the objects it names that a source holds.
+#[derive(Debug)]
+struct Received {
+    id: String,
+    receipt: String,
+    uris: Vec<String>,
+}
+
+impl QueueSource {
+    /// A source of `queue_url`'s notifications for `sources` (those whose `queue_url` it is),
+    /// each receive waiting up to `wait` for messages.
     pub async fn connect(
         queue_url: String,
         aws: &AwsSettings,
         sources: Vec<Arc<S3Source>>,
-        pipeline: Arc<Pipeline>,
         wait: Duration,
     ) -> Self {
         let config = aws.load().await;
-        QueueConsumer {
+        QueueSource {
+            name: format!("sqs:{queue_url}"),
             client: Client::from_conf(
                 aws_sdk_sqs::config::Builder::from(&config)
                     .retry_partition(crate::aws::without_retry_quota("auditlake-sqs"))
@@ -204,131 +215,176 @@ impl QueueConsumer {
             ),
             queue_url,
             sources,
-            pipeline,
             wait,
+            received: Mutex::default(),
         }
     }
 
-    /// Receives and handles messages until `stop`.
-    pub async fn run(self, stop: CancellationToken) {
-        let wait_seconds = i32::try_from(self.wait.as_secs().clamp(1, 20)).unwrap_or(20);
-        while !stop.is_cancelled() {
-            let received = tokio::select! {
-                () = stop.cancelled() => break,
-                r = self.client.receive_message()
-                    .queue_url(&self.queue_url)
-                    .max_number_of_messages(10)
-                    .wait_time_seconds(wait_seconds)
-                    .send() => r,
-            };
-            let messages = match received {
-                Ok(output) => output.messages.unwrap_or_default(),
-                Err(e) => {
-                    self.pipeline.stats().count_error("sqs");
-                    tracing::warn!(queue = %self.queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "receiving notifications failed");
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    }
-                    continue;
-                }
-            };
-            let mut done = Vec::new();
-            for message in messages {
-                let (Some(id), Some(receipt)) = (message.message_id, message.receipt_handle) else {
-                    continue;
-                };
-                let body = message.body.unwrap_or_default();
-                if self.handle(&id, &body, &stop).await
-                    && let Ok(entry) = DeleteMessageBatchRequestEntry::builder()
-                        .id(id)
-                        .receipt_handle(receipt)
-                        .build()
-                {
-                    done.push(entry);
-                }
-            }
-            self.delete(done).await;
+    fn queue_error(&self, action: &str, message: String) -> SourceError {
+        SourceError::Queue {
+            location: format!("{action} {}", self.queue_url),
+            message,
         }
     }
 
-    /// Handles one message; true when it can be deleted.
-    async fn handle(&self, id: &str, body: &str, stop: &CancellationToken) -> bool {
-        let stats = self.pipeline.stats();
-        stats.notifications.fetch_add(1, Ordering::Relaxed);
+    /// The source that holds `object`: the first whose bucket and prefix it is under.
+    fn holder(&self, object: &SourceObject) -> Option<&Arc<S3Source>> {
+        let (bucket, key) = object
+            .uri
+            .strip_prefix("s3://")
+            .and_then(|rest| rest.split_once('/'))?;
+        self.sources.iter().find(|s| s.holds(bucket, key))
+    }
+
+    /// Reads one message into `listing`: its objects that a source holds, or its counts.
+    fn read(&self, id: &str, body: &str, listing: &mut Listing) -> Vec<String> {
+        listing.counts.notifications += 1;
         let created = match parse(body) {
             Ok(Notification::Created(objects)) => objects,
             Ok(Notification::Test | Notification::Other) => {
-                stats.notifications_ignored.fetch_add(1, Ordering::Relaxed);
-                return true;
+                listing.counts.notifications_ignored += 1;
+                return Vec::new();
             }
             Err(e) => {
-                stats
-                    .notifications_malformed
-                    .fetch_add(1, Ordering::Relaxed);
+                listing.counts.notifications_malformed += 1;
                 tracing::warn!(queue = %self.queue_url, message_id = id, error = %e, body, "notification is not an S3 event; deleted");
-                return true;
+                return Vec::new();
             }
         };
-        let mut all_recorded = true;
-        for source in &self.sources {
-            let objects: Vec<SourceObject> = created
+        let mut uris = Vec::new();
+        for notified in &created {
+            let Some(source) = self
+                .sources
                 .iter()
-                .filter(|o| source.holds(&o.bucket, &o.key))
-                .map(|o| source.object(&o.key, &o.etag, o.size, o.time_micros))
-                .collect();
-            if objects.is_empty() {
+                .find(|s| s.holds(&notified.bucket, &notified.key))
+            else {
                 continue;
-            }
-            let recorded = match self
-                .pipeline
-                .ingest_objects(source.as_ref(), &objects, stop, None)
-                .await
-            {
-                Ok(_) => self
-                    .pipeline
-                    .ledger()
-                    .unrecorded(&objects, |o| (o.uri.as_str(), o.version.as_str()))
-                    .map(|left| left.is_empty())
-                    .unwrap_or(false),
-                Err(e) => {
-                    tracing::warn!(source = source.name(), error = %e, "notified objects not ingested");
-                    false
-                }
             };
-            all_recorded &= recorded;
+            let object = source.object(
+                &notified.key,
+                &notified.etag,
+                notified.size,
+                notified.time_micros,
+            );
+            uris.push(object.uri.clone());
+            if !listing.objects.iter().any(|o| o.uri == object.uri) {
+                listing.objects.push(object);
+            }
         }
-        if created
-            .iter()
-            .all(|o| !self.sources.iter().any(|s| s.holds(&o.bucket, &o.key)))
-        {
-            stats.notifications_ignored.fetch_add(1, Ordering::Relaxed);
+        if uris.is_empty() {
+            listing.counts.notifications_ignored += 1;
             tracing::debug!(queue = %self.queue_url, message_id = id, "notification for objects no source holds");
         }
-        all_recorded
+        uris
+    }
+}
+
+#[async_trait::async_trait]
+impl LogSource for QueueSource {
+    fn name(&self) -> &str {
+        &self.name
     }
 
-    async fn delete(&self, entries: Vec<DeleteMessageBatchRequestEntry>) {
-        if entries.is_empty() {
-            return;
+    fn receives(&self) -> bool {
+        true
+    }
+
+    fn classify(&self, object: &SourceObject) -> ObjectKind {
+        self.holder(object)
+            .map_or(ObjectKind::Unrecognized, |s| s.classify_key(&object.key))
+    }
+
+    /// Receives up to ten messages, waiting up to the configured time for the first.
+    async fn list(&self) -> Result<Listing, SourceError> {
+        let wait_seconds = i32::try_from(self.wait.as_secs().clamp(1, 20)).unwrap_or(20);
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait_seconds)
+            .send()
+            .await
+            .map_err(|e| {
+                self.queue_error(
+                    "receiving notifications from",
+                    aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
+                )
+            })?;
+        let mut listing = Listing {
+            acknowledge: true,
+            ..Listing::default()
+        };
+        let mut received = Vec::new();
+        for message in output.messages.unwrap_or_default() {
+            let (Some(id), Some(receipt)) = (message.message_id, message.receipt_handle) else {
+                continue;
+            };
+            let uris = self.read(
+                &id,
+                message.body.as_deref().unwrap_or_default(),
+                &mut listing,
+            );
+            received.push(Received { id, receipt, uris });
         }
-        let result = self
+        *self.received.lock().unwrap_or_else(|p| p.into_inner()) = received;
+        Ok(listing)
+    }
+
+    async fn fetch(&self, object: &SourceObject) -> Result<Vec<u8>, SourceError> {
+        match self.holder(object) {
+            Some(source) => source.fetch(object).await,
+            None => Err(SourceError::Gone {
+                uri: object.uri.clone(),
+            }),
+        }
+    }
+
+    /// Deletes the messages whose objects are all recorded; the others come back after their
+    /// visibility timeout and find what was recorded meanwhile.
+    async fn acknowledge(&self, recorded: &HashSet<String>) -> Result<(), SourceError> {
+        let received =
+            std::mem::take(&mut *self.received.lock().unwrap_or_else(|p| p.into_inner()));
+        let entries: Vec<DeleteMessageBatchRequestEntry> = received
+            .into_iter()
+            .filter(|m| m.uris.iter().all(|u| recorded.contains(u)))
+            .filter_map(|m| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(m.id)
+                    .receipt_handle(m.receipt)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let output = self
             .client
             .delete_message_batch()
             .queue_url(&self.queue_url)
             .set_entries(Some(entries))
             .send()
-            .await;
-        match result {
-            Ok(output) if output.failed.is_empty() => {}
-            Ok(output) => {
-                self.pipeline.stats().count_error("sqs");
-                tracing::warn!(queue = %self.queue_url, failed = output.failed.len(), "some notifications were not deleted; they will come back and find their objects recorded");
-            }
-            Err(e) => {
-                self.pipeline.stats().count_error("sqs");
-                tracing::warn!(queue = %self.queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "deleting notifications failed; they will come back and find their objects recorded");
-            }
+            .await
+            .map_err(|e| {
+                self.queue_error(
+                    "deleting notifications from",
+                    format!(
+                        "{}; they will come back and find their objects recorded",
+                        aws_sdk_sqs::error::DisplayErrorContext(&e)
+                    ),
+                )
+            })?;
+        if output.failed.is_empty() {
+            Ok(())
+        } else {
+            Err(self.queue_error(
+                "deleting notifications from",
+                format!(
+                    "{} were not deleted; they will come back and find their objects recorded",
+                    output.failed.len()
+                ),
+            ))
         }
     }
 }

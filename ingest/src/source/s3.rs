@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keytime::{self, DatedChildren};
 use super::layout::{self, ExpectedKind, ObjectKind};
-use super::{Listing, LogSource, SourceError, SourceObject};
+use super::{Listing, LogSource, Positions, SourceError, SourceObject};
 use crate::aws::{self, AwsSettings};
 use crate::ledger::Ledger;
 
@@ -100,6 +100,11 @@ impl S3Source {
 
     pub fn spec(&self) -> &S3Spec {
         &self.spec
+    }
+
+    /// What the object of `key` is: its layout, expected to be the configured kind's.
+    pub fn classify_key(&self, key: &str) -> ObjectKind {
+        layout::classify_expected(key, self.spec.atlas_project.as_deref(), self.spec.expected)
     }
 
     /// Whether a notified object belongs to this source.
@@ -283,12 +288,8 @@ impl LogSource for S3Source {
         &self.name
     }
 
-    fn atlas_project(&self) -> Option<&str> {
-        self.spec.atlas_project.as_deref()
-    }
-
-    fn classify(&self, key: &str) -> ObjectKind {
-        layout::classify_expected(key, self.atlas_project(), self.spec.expected)
+    fn classify(&self, object: &SourceObject) -> ObjectKind {
+        self.classify_key(&object.key)
     }
 
     async fn list(&self) -> Result<Listing, SourceError> {
@@ -297,6 +298,7 @@ impl LogSource for S3Source {
             objects: loose,
             ..Listing::default()
         };
+        let mut cursors = Vec::new();
         let mut newest_by_folder = BTreeMap::new();
         for folder in &dated {
             let (objects, newest) = self.list_dated(folder).await?;
@@ -307,8 +309,9 @@ impl LogSource for S3Source {
         }
         for (folder, newest_micros) in newest_by_folder {
             let value = serde_json::to_vec(&FolderCursor { newest_micros }).unwrap_or_default();
-            listing.cursors.push((self.cursor_name(&folder), value));
+            cursors.push((self.cursor_name(&folder), value));
         }
+        listing.positions = Positions::AfterAll(cursors);
         tracing::debug!(source = %self.name, folders = dated.len(), objects = listing.objects.len(), "listed");
         Ok(listing)
     }
