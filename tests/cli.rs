@@ -22,15 +22,15 @@ fn config_check_names_the_bad_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "lake = \"l\"\n[ingest]\nconcurency = 2\n").expect("write");
-    let (ok, _, stderr) = run(&["config", "check", bad.to_str().expect("utf-8")]);
+    let (ok, _, unknown_key) = run(&["config", "check", bad.to_str().expect("utf-8")]);
     assert!(!ok);
-    assert!(stderr.contains("concurency"), "{stderr}");
+    assert!(unknown_key.contains("concurency"), "{unknown_key}");
 
     let invalid = dir.path().join("invalid.toml");
     std::fs::write(&invalid, "[ingest]\nconcurrency = 0\n").expect("write");
-    let (ok, _, stderr) = run(&["config", "check", invalid.to_str().expect("utf-8")]);
+    let (ok, _, bad_value) = run(&["config", "check", invalid.to_str().expect("utf-8")]);
     assert!(!ok);
-    assert!(stderr.contains("ingest.concurrency"), "{stderr}");
+    assert!(bad_value.contains("ingest.concurrency"), "{bad_value}");
 
     let good = dir.path().join("good.toml");
     std::fs::write(
@@ -38,9 +38,17 @@ fn config_check_names_the_bad_field() {
         "lake = \"l\"\n[[source]]\ntype = \"folder\"\npath = \"d\"\n",
     )
     .expect("write");
-    let (ok, stdout, stderr) = run(&["config", "check", good.to_str().expect("utf-8")]);
+    let (ok, valid, stderr) = run(&["config", "check", good.to_str().expect("utf-8")]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("is valid"), "{stdout}");
+    assert!(valid.contains("is valid"), "{valid}");
+
+    // What the user reads, whole: the file, the key, where in the file, and what is wrong.
+    let folder = regex::escape(&dir.path().display().to_string());
+    insta::with_settings!({ filters => vec![(folder.as_str(), "[dir]")] }, {
+        insta::assert_snapshot!("config_check_unknown_key", unknown_key);
+        insta::assert_snapshot!("config_check_bad_value", bad_value);
+        insta::assert_snapshot!("config_check_valid", valid);
+    });
 }
 
 #[test]
@@ -63,6 +71,8 @@ fn generate_ingest_and_query_from_the_command_line() {
         stdout.contains(&format!("{} cloudtrail rows", manifest["cloudtrail_rows"])),
         "{stdout}"
     );
+    // The sample is the same for its seed, so is the whole summary of ingesting it.
+    insta::assert_snapshot!("ingest_sample_summary", stdout);
 
     // A second one-shot run finds nothing new.
     let (ok, stdout, _) = run(&[
@@ -93,6 +103,16 @@ fn generate_ingest_and_query_from_the_command_line() {
     ]);
     assert!(ok);
     assert!(stdout.contains("| AssumeRole |"), "{stdout}");
+
+    let (ok, stdout, stderr) = run(&[
+        "sql",
+        "--lake",
+        lake.to_str().expect("utf-8"),
+        "SELECT event_name, user_name, count(*) AS calls FROM cloudtrail \
+         WHERE user_type = 'IAMUser' GROUP BY event_name, user_name ORDER BY event_name, user_name",
+    ]);
+    assert!(ok, "{stderr}");
+    insta::assert_snapshot!("sql_table_of_iam_user_calls", stdout);
 
     let (ok, _, stderr) = run(&[
         "sql",

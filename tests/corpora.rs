@@ -11,7 +11,8 @@ use auditlake_ingest::decode::{DecodeLimits, Decoded, Format, ObjectContext, dec
 fn decode_file(format: Format, relative: &str) -> (Decoded, Vec<u8>) {
     let path = common::corpora().join(relative);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let uri = format!("file://{}", path.display());
+    // Relative, so that rows (and their snapshots) do not depend on where the corpora are.
+    let uri = format!("file://corpora/{relative}");
     let ctx = ObjectContext {
         source_uri: &uri,
         ingested_at_micros: 0,
@@ -19,6 +20,16 @@ fn decode_file(format: Format, relative: &str) -> (Decoded, Vec<u8>) {
     };
     let decoded = decode_object(format, &bytes, &ctx, DecodeLimits::default()).expect("decode");
     (decoded, bytes)
+}
+
+/// The rows of `batch` as JSON objects, nulls written out, for snapshots.
+fn rows_json(batch: &RecordBatch) -> serde_json::Value {
+    let mut writer = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow::json::writer::JsonArray>(Vec::new());
+    writer.write(batch).expect("rows to JSON");
+    writer.finish().expect("rows to JSON");
+    serde_json::from_slice(&writer.into_inner()).expect("JSON")
 }
 
 fn strings<'a>(batch: &'a RecordBatch, column: &str) -> Vec<Option<&'a str>> {
@@ -174,4 +185,39 @@ fn ibm_guardium_messages_keep_non_ip_text_and_every_atype() {
         .expect("ts")
         .as_primitive::<TimestampMicrosecondType>();
     assert_eq!(times.null_count(), 0, "-05:00 offsets parse");
+}
+
+/// Every column of the decoded rows, for each audit shape the corpora hold: the 4.2 and 5.0
+/// `mongo` schema lines (field by field, including the parsed `ts` forms, `param` and users),
+/// the line each broken file rejects with its reason and raw bytes, and the first CloudTrail
+/// records. `ingested_at` is the context's (0).
+#[test]
+fn decoded_rows_match_their_snapshots() {
+    for (name, file) in [
+        ("otel_4_2", "mongodb_audit/otel/4.2_audit.log"),
+        ("otel_5_0", "mongodb_audit/otel/5.0_audit.log"),
+        ("ibm_guardium", "mongodb_audit/ibm/ibm-guardium.ndjson"),
+    ] {
+        let (decoded, _) = decode_file(Format::MongoAudit, file);
+        let rows = rows_json(&decoded.mongodb_audit.expect("rows"));
+        let first: Vec<_> = rows.as_array().expect("rows").iter().take(3).collect();
+        insta::assert_json_snapshot!(format!("mongodb_audit_{name}"), first);
+    }
+    let (decoded, _) = decode_file(
+        Format::MongoAudit,
+        "mongodb_audit/otel/5.0_audit_invalid_log.log",
+    );
+    // The raw bytes are checked against the file above; here they would be 1,350 hex digits.
+    insta::assert_json_snapshot!(
+        "rejected_otel_5_0",
+        rows_json(&decoded.rejected.expect("rejected")),
+        { "[].raw" => "[the line's bytes]" }
+    );
+    let (decoded, _) = decode_file(
+        Format::CloudTrail,
+        "cloudtrail/panther/panther_cloudtrail.ndjson",
+    );
+    let rows = rows_json(&decoded.cloudtrail.expect("rows"));
+    let first: Vec<_> = rows.as_array().expect("rows").iter().take(2).collect();
+    insta::assert_json_snapshot!("cloudtrail_panther", first);
 }

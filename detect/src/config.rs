@@ -225,7 +225,8 @@ fn strings(items: &[&str]) -> Vec<String> {
 }
 
 impl DetectConfig {
-    /// Builds the engine of the enabled rules.
+    /// Validates the configuration and builds the engine of the enabled rules. Done once, when
+    /// the configuration is loaded; each run starts from a clone of the result.
     pub fn build(&self) -> Result<Engine, DetectConfigError> {
         let mut rules: Vec<Box<dyn Rule>> = Vec::new();
         let mut watched_roles = Vec::new();

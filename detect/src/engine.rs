@@ -31,7 +31,7 @@ pub struct EngineState {
 }
 
 /// The rule engine; see the module documentation.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Engine {
     rules: Vec<Box<dyn Rule>>,
     claims: BTreeMap<String, Claim>,

@@ -10,12 +10,12 @@ use auditlake_query::format::{self, Format};
 use auditlake_query::{QueryEngine, QueryLimits};
 
 use crate::aws::AwsSettings;
-use crate::config::{Config, ConfigFile, LakeSpec, S3Location, SourceSpec};
+use crate::config::{
+    CloudwatchSourceConfig, Config, ConfigFile, FolderSourceConfig, LakeSpec, S3Location,
+    S3SourceConfig, SourceSpec,
+};
 use crate::sample::{self, SampleOptions};
 use crate::service::{self, Service};
-use crate::source::cloudwatch::CloudWatchSpec;
-use crate::source::layout::ExpectedKind;
-use crate::source::s3::S3Spec;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -369,7 +369,8 @@ async fn shutdown_signal() {
 }
 
 /// The sources named on the `ingest` command line, with the settings of matching configured
-/// sources and the `--since`/`--until` window.
+/// sources and the `--since`/`--until` window. A source not in the configuration is built and
+/// checked as a `[[source]]` table with only its name set would be.
 fn command_line_sources(
     names: &[String],
     configured: &[SourceSpec],
@@ -378,69 +379,64 @@ fn command_line_sources(
 ) -> anyhow::Result<Vec<SourceSpec>> {
     let mut specs = Vec::new();
     for name in names {
+        let field = |key: &str| format!("source {name}: {key}");
         if name.starts_with("s3://") {
             let location =
                 S3Location::parse(name).map_err(|m| anyhow::anyhow!("source {name}: {m}"))?;
-            let mut spec = configured
-                .iter()
-                .find_map(|c| match c {
-                    SourceSpec::S3 { spec, .. }
-                        if spec.bucket == location.bucket && spec.prefix == location.prefix =>
-                    {
-                        Some(spec.clone())
-                    }
-                    _ => None,
-                })
-                .unwrap_or_else(|| S3Spec {
-                    bucket: location.bucket.clone(),
-                    prefix: location.prefix.clone(),
-                    expected: ExpectedKind::Auto,
-                    aws: AwsSettings::new(),
-                    queue_url: None,
-                    reconcile_interval: std::time::Duration::from_secs(900),
-                    look_back: std::time::Duration::from_secs(3600),
-                    atlas_project: None,
-                    since_micros: None,
-                    until_micros: None,
-                });
+            let matching = configured.iter().find_map(|c| match c {
+                SourceSpec::S3 { spec, queue_wait }
+                    if spec.bucket == location.bucket && spec.prefix == location.prefix =>
+                {
+                    Some((spec.clone(), *queue_wait))
+                }
+                _ => None,
+            });
+            let (mut spec, queue_wait) = match matching {
+                Some(found) => found,
+                None => S3SourceConfig {
+                    bucket: location.bucket,
+                    prefix: Some(location.prefix),
+                    ..S3SourceConfig::default()
+                }
+                .validate(&field)?,
+            };
+            // One-shot: the listing alone, never the queue.
             spec.queue_url = None;
             spec.since_micros = since;
             spec.until_micros = until;
-            specs.push(SourceSpec::S3 {
-                spec,
-                queue_wait: std::time::Duration::from_secs(20),
-            });
+            specs.push(SourceSpec::S3 { spec, queue_wait });
         } else if let Some(group) = name.strip_prefix("cloudwatch://") {
             if group.is_empty() {
                 bail!("source {name}: name a log group, as cloudwatch://GROUP");
             }
-            let aws = configured
-                .iter()
-                .find_map(|c| match c {
-                    SourceSpec::Cloudwatch(spec) if spec.log_groups.iter().any(|g| g == group) => {
-                        Some(spec.aws.clone())
-                    }
-                    _ => None,
-                })
-                .unwrap_or_else(AwsSettings::new);
-            specs.push(SourceSpec::Cloudwatch(CloudWatchSpec {
+            let mut spec = CloudwatchSourceConfig {
                 log_groups: vec![group.to_owned()],
-                aws,
-                overlap: std::time::Duration::from_secs(300),
-                initial_look_back: std::time::Duration::ZERO,
-                max_events: 10_000,
-                page_size: None,
-                // One-shot: everything the group still holds, unless told otherwise.
-                since_micros: Some(since.unwrap_or(0)),
-                until_micros: until,
-            }));
+                ..CloudwatchSourceConfig::default()
+            }
+            .validate(&field)?;
+            if let Some(aws) = configured.iter().find_map(|c| match c {
+                SourceSpec::Cloudwatch(spec) if spec.log_groups.iter().any(|g| g == group) => {
+                    Some(spec.aws.clone())
+                }
+                _ => None,
+            }) {
+                spec.aws = aws;
+            }
+            // One-shot: everything the group still holds, unless told otherwise.
+            spec.initial_look_back = std::time::Duration::ZERO;
+            spec.since_micros = Some(since.unwrap_or(0));
+            spec.until_micros = until;
+            specs.push(SourceSpec::Cloudwatch(spec));
         } else if name.contains("://") {
             bail!("source {name}: use a folder, s3://bucket/prefix or cloudwatch://log-group");
         } else {
-            specs.push(SourceSpec::Folder {
-                path: PathBuf::from(name),
-                atlas_project: None,
-            });
+            specs.push(
+                FolderSourceConfig {
+                    path: PathBuf::from(name),
+                    atlas_project: None,
+                }
+                .validate(&field)?,
+            );
         }
     }
     Ok(specs)
@@ -585,7 +581,7 @@ fn detect_replay(
     let lake = lake_arg(lake, &config)?;
     runtime()?.block_on(async move {
         let engine = open_for_query(&lake, config.query_limits).await?;
-        let alerts = crate::replay::replay(&engine, &config.detect, since, until).await?;
+        let alerts = crate::replay::replay(&engine, &config.rules, since, until).await?;
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         if format == "table" {

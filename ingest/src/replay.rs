@@ -6,16 +6,13 @@
 
 use futures::StreamExt;
 
-use auditlake_detect::Alert;
-use auditlake_detect::config::{DetectConfig, DetectConfigError};
+use auditlake_detect::{Alert, Engine};
 use auditlake_query::{QueryEngine, QueryError};
 use auditlake_schema as schema;
 
 /// Replay failures.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error(transparent)]
-    Config(#[from] DetectConfigError),
     #[error("reading {table} from the lake: {source}")]
     Read {
         table: &'static str,
@@ -24,15 +21,15 @@ pub enum ReplayError {
     },
 }
 
-/// Runs the rules of `detect` over the lake rows with event time in `[since, until)`
+/// Runs a fresh clone of `rules` over the lake rows with event time in `[since, until)`
 /// (microseconds; either bound optional); returns the alerts in the order raised.
 pub async fn replay(
     engine: &QueryEngine,
-    detect: &DetectConfig,
+    rules: &Engine,
     since: Option<i64>,
     until: Option<i64>,
 ) -> Result<Vec<Alert>, ReplayError> {
-    let mut rules = detect.build()?;
+    let mut rules = rules.clone();
     let now = chrono::Utc::now().timestamp_micros();
     let mut alerts = Vec::new();
     for table in [schema::CLOUDTRAIL, schema::MONGODB_AUDIT] {

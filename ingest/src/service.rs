@@ -63,8 +63,6 @@ pub enum ServiceError {
     Http(#[source] std::io::Error),
     #[error(transparent)]
     Tls(#[from] auditlake_query::listen::TlsError),
-    #[error(transparent)]
-    Detect(auditlake_detect::config::DetectConfigError),
     #[error("reading detector state: {0}")]
     DetectState(#[source] redb::Error),
     #[error(transparent)]
@@ -138,7 +136,7 @@ pub async fn open_pipeline(config: &Config) -> Result<Ingestion, ServiceError> {
     let ledger = Arc::new(open_ledger(&config.state_dir.join("ledger.redb")).await?);
     let root = config.lake.open().await?;
     let writer = LakeWriter::create(root.clone())?;
-    let mut engine = config.detect.build().map_err(ServiceError::Detect)?;
+    let mut engine = config.rules.clone();
     let saved = ledger
         .database()
         .get()

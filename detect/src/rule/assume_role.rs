@@ -49,14 +49,14 @@ impl Expected {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct FirstSeenState {
     learning_started_micros: Option<i64>,
     seen: BTreeSet<String>,
 }
 
 /// `unexpected_role_assumer`; see the crate documentation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct UnexpectedRoleAssumer {
     pub id: String,
     pub roles: Patterns,
@@ -232,7 +232,7 @@ impl Rule for UnexpectedRoleAssumer {
 }
 
 /// `assume_role_denied`: refused attempts to assume a watched role.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AssumeRoleDenied {
     pub id: String,
     /// Watched roles; empty means every role.

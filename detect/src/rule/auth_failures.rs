@@ -16,7 +16,7 @@ use crate::rows::Rows;
 const EVIDENCE_LIMIT: usize = 20;
 
 /// Failures of one (user, IP), ordered by time; positions make re-observed rows count once.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Failures {
     events: BTreeSet<(i64, String, i64)>,
     /// Time of the latest failure of the burst already alerted on; failures within a window of
@@ -25,7 +25,7 @@ struct Failures {
 }
 
 /// `mongodb_auth_failures`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MongodbAuthFailures {
     pub id: String,
     pub threshold: usize,

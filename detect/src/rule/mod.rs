@@ -22,8 +22,10 @@ pub const ASSUME_ROLE_EVENTS: [&str; 3] = [
 /// Contract: `observe` is called with every batch of `table()` that the pipeline persists (live)
 /// or reads back from the lake (replay), in any order; it appends what it finds. Findings with
 /// the same `dedup_key` are one alert, so observing the same rows twice is harmless. State
-/// that must survive a restart is returned by `save` and given back to `restore`.
-pub trait Rule: Send + std::fmt::Debug {
+/// that must survive a restart is returned by `save` and given back to `restore`. A clone of a
+/// rule that has observed nothing is a fresh rule: configuration is built once and each run
+/// (`serve`, `detect replay`) starts from its own clone.
+pub trait Rule: dyn_clone::DynClone + Send + std::fmt::Debug {
     /// Stable id, used in the config, alerts and tests.
     fn id(&self) -> &str;
     /// The lake table this rule watches.
@@ -37,6 +39,8 @@ pub trait Rule: Send + std::fmt::Debug {
     /// Restores what `save` returned.
     fn restore(&mut self, _state: serde_json::Value) {}
 }
+
+dyn_clone::clone_trait_object!(Rule);
 
 /// The last path segment of an ARN (`arn:aws:iam::1:user/alice` → `alice`), for summaries.
 pub fn short_name(arn: &str) -> &str {

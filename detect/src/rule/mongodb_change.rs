@@ -18,7 +18,7 @@ pub struct DropException {
 }
 
 /// `mongodb_drop`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MongodbDrop {
     pub id: String,
     pub atypes: Vec<String>,
@@ -122,7 +122,7 @@ impl Rule for MongodbDrop {
 }
 
 /// `mongodb_user_change`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MongodbUserChange {
     pub id: String,
     pub atypes: Vec<String>,

@@ -12,7 +12,7 @@ use crate::pattern::Networks;
 use crate::rows::Rows;
 
 /// `mongodb_unexpected_network`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MongodbUnexpectedNetwork {
     pub id: String,
     pub allowed: Networks,
