@@ -2,9 +2,9 @@
 //!
 //! One redb database holds `objects` (source URI → the version ingested and what it produced),
 //! `cloudtrail_event_claim_runs` (which object holds each CloudTrail event, see [`claims`]),
-//! `source_cursors` (listing and log-stream positions, see `EXACTLY_ONCE.md`) and
-//! `publishing_files` (files of a commit group about to appear in the lake), next to the
-//! detector's outbox tables.
+//! `source_cursors` (listing and log-stream positions, see [`cursors`] and `EXACTLY_ONCE.md`)
+//! and `publishing_files` (files of a commit group about to appear in the lake, see
+//! [`publish`]), next to the detector's outbox tables.
 //! The pipeline notes a group's files ([`Ledger::begin_publish`]), puts them in place, and only
 //! then calls [`Ledger::commit_group`], which records the group's objects and their event ids
 //! and drops the note in one transaction; a crash before the commit leaves the objects
