@@ -37,11 +37,6 @@ pub use sources::{
 /// The configuration used when none is given: the bundled sample day and its rules.
 pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
 
-/// Default HTTP address: loopback only.
-pub const DEFAULT_HTTP: &str = defaults::HTTP_LISTEN;
-/// Environment variable holding the HTTP bearer token, unless the config names another.
-pub const DEFAULT_TOKEN_ENV: &str = defaults::TOKEN_ENV;
-
 /// The configuration file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -13,7 +13,7 @@ fn empty_file_gives_the_documented_defaults() {
         Config::from_file(ConfigFile::parse("", "t").expect("parse"), &no_env).expect("valid");
     assert_eq!(config.lake, LakeSpec::Local(PathBuf::from("lake")));
     assert_eq!(config.state_dir, PathBuf::from("lake/_state"));
-    assert_eq!(config.http_listen.to_string(), DEFAULT_HTTP);
+    assert_eq!(config.http_listen.to_string(), defaults::HTTP_LISTEN);
     assert_eq!(config.poll_interval, Duration::from_secs(5));
     assert!(
         config.sources.is_empty(),
@@ -168,8 +168,8 @@ fn beyond_loopback_needs_a_token_from_the_environment() {
     let text = "[http]\nlisten = \"0.0.0.0:7080\"\n";
     let err = Config::from_file(ConfigFile::parse(text, "t").expect("parse"), &no_env)
         .expect_err("token");
-    assert!(err.to_string().contains(DEFAULT_TOKEN_ENV), "{err}");
-    let env = |name: &str| (name == DEFAULT_TOKEN_ENV).then(|| "s3cret".to_owned());
+    assert!(err.to_string().contains(defaults::TOKEN_ENV), "{err}");
+    let env = |name: &str| (name == defaults::TOKEN_ENV).then(|| "s3cret".to_owned());
     let config =
         Config::from_file(ConfigFile::parse(text, "t").expect("parse"), &env).expect("valid");
     assert_eq!(config.http_token.as_deref(), Some("s3cret"));
