@@ -203,10 +203,25 @@ async fn abusive_requests_get_clear_errors_and_leave_the_server_healthy() {
     let (status, _) = api.request("GET", "/healthz", None, None).await;
     assert_eq!(status, 200);
     let oversized = format!("SELECT '{}'", "x".repeat(2 << 20)).into_bytes();
-    let (status, _) = api
-        .request("POST", "/v1/sql", Some(oversized), Some(TOKEN))
-        .await;
-    assert_eq!(status, 413);
+    // Refused unread, and the connection it came on is closed, saying so: a client must not
+    // send its next request down it.
+    let response = api
+        .service
+        .client
+        .post(format!("{}/v1/sql", api.service.base))
+        .bearer_auth(TOKEN)
+        .body(oversized)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 413);
+    assert_eq!(
+        response
+            .headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
     let (status, body) = api
         .request(
             "POST",

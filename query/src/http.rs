@@ -59,12 +59,26 @@ pub fn router(state: ApiState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.engine.limits().max_statement_bytes,
-        ));
+        ))
+        .layer(middleware::map_response(close_after_refused_body));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(crate::web::routes())
         .merge(api)
         .with_state(state)
+}
+
+/// A body refused as too large is left unread on the connection, which the server then drops:
+/// the answer says `Connection: close`, so that a client does not send its next request down a
+/// connection that is about to close (it would see the connection end with no answer).
+async fn close_after_refused_body(mut response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 fn error(status: StatusCode, kind: &str, message: impl std::fmt::Display) -> Response {
