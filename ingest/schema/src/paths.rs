@@ -81,6 +81,52 @@ impl LakeFile {
     pub fn table(&self) -> &str {
         self.0.split('/').next().unwrap_or_default()
     }
+
+    /// The folder the file is in (its partition), without a trailing `/`.
+    pub fn folder(&self) -> &str {
+        self.0.rsplit_once('/').map_or("", |(folder, _)| folder)
+    }
+
+    /// The file's name, after its last `/`.
+    pub fn name(&self) -> &str {
+        self.0.rsplit_once('/').map_or(&self.0, |(_, name)| name)
+    }
+
+    /// The file's base name and generation: a file written by a group is `<base>.parquet`
+    /// (generation 0), and each rewrite of it without some rows (a newer version of one of
+    /// its objects replaced them) is a new file `<base>.r<N>.parquet` beside it, never the
+    /// same name again, so that a query that read a footer never reads another file's bytes
+    /// at its offsets. Bases hold no `.`; `None` for a name of another shape.
+    pub fn generation(&self) -> Option<(&str, u32)> {
+        let stem = self.name().strip_suffix(".parquet")?;
+        match stem.split_once('.') {
+            None => Some((stem, 0)),
+            Some((base, generation)) => {
+                let number = generation.strip_prefix('r')?;
+                let parsed: u32 = number.parse().ok()?;
+                (parsed > 0 && !number.starts_with('0')).then_some((base, parsed))
+            }
+        }
+    }
+
+    /// The name of the next rewrite of this file (see [`LakeFile::generation`]).
+    pub fn next_generation(&self) -> Option<LakeFile> {
+        let (base, generation) = self.generation()?;
+        let name = format!("{base}.r{}.parquet", generation + 1);
+        Some(LakeFile(match self.folder() {
+            "" => name,
+            folder => format!("{folder}/{name}"),
+        }))
+    }
+
+    /// Whether `other` is a generation of the same file (same folder, same base).
+    pub fn same_base(&self, other: &LakeFile) -> bool {
+        self.folder() == other.folder()
+            && matches!(
+                (self.generation(), other.generation()),
+                (Some((a, _)), Some((b, _))) if a == b
+            )
+    }
 }
 
 impl std::fmt::Display for LakeFile {
@@ -135,6 +181,34 @@ mod tests {
                 "lake/cloudtrail/date=1970-01-01/hour=00/a.parquet"
             ))
         );
+    }
+
+    #[test]
+    fn a_rewrite_is_a_new_generation_beside_the_file_and_never_its_name() {
+        let first = LakeFile::from("cloudtrail/date=2026-01-01/hour=05/g-1a2b.parquet");
+        assert_eq!(first.folder(), "cloudtrail/date=2026-01-01/hour=05");
+        assert_eq!(first.name(), "g-1a2b.parquet");
+        assert_eq!(first.generation(), Some(("g-1a2b", 0)));
+        let second = first.next_generation().expect("next");
+        assert_eq!(
+            second,
+            "cloudtrail/date=2026-01-01/hour=05/g-1a2b.r1.parquet"
+        );
+        assert_eq!(second.generation(), Some(("g-1a2b", 1)));
+        let tenth = (1..10).fold(second.clone(), |f, _| f.next_generation().expect("next"));
+        assert_eq!(tenth.name(), "g-1a2b.r10.parquet");
+        assert!(first.same_base(&second) && second.same_base(&tenth));
+        assert!(!first.same_base(&"cloudtrail/date=2026-01-01/hour=05/g-1a2b-1.parquet".into()));
+        assert!(!first.same_base(&"cloudtrail/date=2026-01-01/hour=06/g-1a2b.parquet".into()));
+        for odd in [
+            "x.r0.parquet",
+            "x.r01.parquet",
+            "x.v1.parquet",
+            "x.rz.parquet",
+            "x.json",
+        ] {
+            assert_eq!(LakeFile::from(odd).generation(), None, "{odd}");
+        }
     }
 
     #[test]

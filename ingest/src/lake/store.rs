@@ -161,6 +161,44 @@ impl Store<'_> {
         }
     }
 
+    /// Every generation of `file` in its folder (see [`LakeFile::generation`]), oldest first;
+    /// empty when none exists.
+    pub(super) fn generations(&self, file: &LakeFile) -> Result<Vec<LakeFile>, WriteError> {
+        let mut found: Vec<LakeFile> = match self.0 {
+            LakeRoot::Local(root) => {
+                let dir = root.join(file.folder());
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(io("listing", &dir)(e)),
+                };
+                let mut names = Vec::new();
+                for entry in entries {
+                    let entry = entry.map_err(io("listing", &dir))?;
+                    if let Some(name) = entry.file_name().to_str() {
+                        names.push(LakeFile::from(format!("{}/{name}", file.folder())));
+                    }
+                }
+                names
+            }
+            LakeRoot::Store { url, store } => {
+                use futures::TryStreamExt as _;
+                let prefix = LakeRoot::store_location(url, file.folder());
+                let listed: Vec<object_store::ObjectMeta> = tokio::runtime::Handle::current()
+                    .block_on(store.list(Some(&prefix)).try_collect())
+                    .map_err(self.store_err(file.folder()))?;
+                listed
+                    .iter()
+                    .filter_map(|meta| meta.location.filename())
+                    .map(|name| LakeFile::from(format!("{}/{name}", file.folder())))
+                    .collect()
+            }
+        };
+        found.retain(|candidate| candidate.same_base(file) || candidate == file);
+        found.sort_by_key(|f| f.generation().map_or(0, |(_, n)| n));
+        Ok(found)
+    }
+
     /// Whether the lake takes a write now. A local lake writes, syncs and deletes a file of
     /// [`PROBE_BYTES`] at its root (a group needs at least that much room); a lake on an object
     /// store puts and deletes a small object there.
