@@ -888,6 +888,12 @@ async fn a_lake_on_s3_is_written_and_queried_through_sql() {
     aws::create_bucket(&s3, &bucket).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (manifest, mut config) = sample_folder_config(dir.path());
+    // The built-in rules and watched role, for the access chain and its rule.
+    let builtin = ConfigFile::parse(auditlake_ingest::config::DEFAULT_CONFIG, "builtin")
+        .expect("builtin config");
+    let builtin = Config::from_file(builtin, &|_| None).expect("builtin config");
+    config.rules = builtin.rules;
+    config.access = builtin.access;
     config.lake =
         LakeSpec::parse(&format!("s3://{bucket}/audit"), settings(&endpoint)).expect("lake");
     config.state_dir = dir.path().join("state");
@@ -907,6 +913,19 @@ async fn a_lake_on_s3_is_written_and_queried_through_sql() {
             .scalar("SELECT count(*) FROM cloudtrail WHERE date IS NOT NULL AND hour IS NOT NULL")
             .await as usize,
         manifest.cloudtrail_rows
+    );
+    // The access chain over a lake on S3 is the folder lake's: every login linked but one.
+    assert_eq!(
+        service
+            .scalar("SELECT count(*) FROM access_chain WHERE link = 'caller_identity'")
+            .await as usize,
+        manifest.mongodb_aws_sessions - manifest.unattributed_sessions
+    );
+    assert_eq!(
+        service
+            .scalar("SELECT count(*) FROM alerts WHERE rule_id = 'unattributed_db_session'")
+            .await as usize,
+        manifest.unattributed_sessions
     );
     service.stop().await;
     // The files are plain Hive-partitioned Parquet objects under the prefix.

@@ -55,7 +55,7 @@ async fn start(text: &str, hook_base: Option<String>) -> Running {
 }
 
 /// The alerts the sample story must raise, and nothing else: (rule, entity, severity).
-const STORY: [(&str, &str, &str); 6] = [
+const STORY: [(&str, &str, &str); 8] = [
     (
         "assume_role_denied",
         "arn:aws:iam::111122223333:user/bob",
@@ -63,12 +63,23 @@ const STORY: [(&str, &str, &str); 6] = [
     ),
     ("mongodb_auth_failures", "admin", "high"),
     ("mongodb_drop", "dba-breakglass@admin", "high"),
+    // Alice's session, and the session of a key no assumption issued.
+    (
+        "mongodb_unexpected_network",
+        "arn:aws:iam::111122223333:role/mongo-atlas-access",
+        "high",
+    ),
     (
         "mongodb_unexpected_network",
         "arn:aws:iam::111122223333:role/mongo-atlas-access",
         "high",
     ),
     ("mongodb_user_change", "dba-breakglass@admin", "critical"),
+    (
+        "unattributed_db_session",
+        "arn:aws:iam::111122223333:role/mongo-atlas-access",
+        "high",
+    ),
     (
         "unexpected_role_assumer",
         "arn:aws:iam::111122223333:user/alice",
@@ -162,7 +173,7 @@ async fn alerts_reach_a_receiver_that_was_down_signed_and_in_slack_format() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let failed = service.sql("SELECT count(*) AS n FROM alert_deliveries WHERE state = 'pending' AND attempts >= 1 AND last_error LIKE '%503%'").await;
-        if failed[0]["n"].as_u64() == Some(11) {
+        if failed[0]["n"].as_u64() == Some(15) {
             break;
         }
         assert!(
@@ -180,7 +191,7 @@ async fn alerts_reach_a_receiver_that_was_down_signed_and_in_slack_format() {
             .sql("SELECT count(*) AS n FROM alert_deliveries WHERE state = 'delivered'")
             .await;
         // Six alerts to the JSON hook, the five high and critical ones to Slack.
-        if delivered[0]["n"].as_u64() == Some(11) {
+        if delivered[0]["n"].as_u64() == Some(15) {
             break;
         }
         assert!(Instant::now() < deadline, "not delivered: {delivered:?}");
@@ -214,7 +225,7 @@ async fn alerts_reach_a_receiver_that_was_down_signed_and_in_slack_format() {
         .filter(|r| r.path == "/slack")
         .map(|r| serde_json::from_slice(&r.body).expect("json"))
         .collect();
-    assert_eq!(slack.len(), 5);
+    assert_eq!(slack.len(), 7);
     assert!(
         slack.iter().all(|m| m["text"]
             .as_str()
@@ -285,7 +296,7 @@ fn alerts_raised_before_a_sigkill_are_delivered_after_restart() {
         let queued = s
             .as_ref()
             .and_then(|s| s["lake"]["alert_deliveries"]["pending"].as_u64());
-        if s.as_ref().is_some_and(|s| s["idle"] == Value::Bool(true)) && queued == Some(11) {
+        if s.as_ref().is_some_and(|s| s["idle"] == Value::Bool(true)) && queued == Some(15) {
             break;
         }
         assert!(Instant::now() < deadline, "alerts never queued: {s:?}");

@@ -89,10 +89,12 @@ async fn sample_day_lands_with_exact_counts_and_is_queryable_over_http() {
             "mongodb_audit",
             "rejected",
             "alerts",
+            "access_chain",
             "alert_deliveries",
             "assume_role_events",
             "db_sessions",
-            "identity_activity"
+            "identity_activity",
+            "watched_roles"
         ]
     );
     let health = service

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod access;
 mod attack;
 mod aws;
 mod cli;

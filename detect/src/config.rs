@@ -1,7 +1,8 @@
 //! The `[detect]` and `[alerts]` sections of the configuration, and the rules they build.
 //!
 //! `mongodb_drop`, `mongodb_user_change` and `assume_role_denied` are on unless switched off;
-//! the other rules are on when configured. Every error names its field.
+//! `unattributed_db_session` is on whenever a role is watched; the other rules are on when
+//! configured. Every error names its field.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::rule::Rule;
 use crate::rule::assume_role::{AssumeRoleDenied, Expected, UnexpectedRoleAssumer};
 use crate::rule::auth_failures::MongodbAuthFailures;
 use crate::rule::mongodb_change::{DropException, MongodbDrop, MongodbUserChange};
+use crate::rule::unattributed::UnattributedDbSession;
 use crate::rule::unexpected_network::MongodbUnexpectedNetwork;
 
 /// A configuration error, naming the field.
@@ -46,6 +48,50 @@ pub struct DetectConfig {
     pub mongodb_user_change: MongodbUserChangeConfig,
     pub mongodb_auth_failures: Option<MongodbAuthFailuresConfig>,
     pub mongodb_unexpected_network: Option<MongodbUnexpectedNetworkConfig>,
+    #[serde(default)]
+    pub unattributed_db_session: UnattributedDbSessionConfig,
+}
+
+/// `[detect.unattributed_db_session]`: on whenever a role is watched (by
+/// `[[detect.unexpected_role_assumer]]` or `[access] roles`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnattributedDbSessionConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How long past a login, in CloudTrail's event time, the trail may still bring what
+    /// explains it. Default `15m`.
+    #[serde(default, with = "humantime_serde")]
+    pub grace: Option<Duration>,
+    pub severity: Option<Severity>,
+}
+
+impl Default for UnattributedDbSessionConfig {
+    fn default() -> Self {
+        UnattributedDbSessionConfig {
+            enabled: true,
+            grace: None,
+            severity: None,
+        }
+    }
+}
+
+/// What the rules that follow the access chain take from outside `[detect]`.
+#[derive(Debug, Clone)]
+pub struct AccessWatch {
+    /// Watched roles besides those of `[[detect.unexpected_role_assumer]]`.
+    pub roles: Vec<String>,
+    /// How far from a login its `GetCallerIdentity` may be.
+    pub link_window: Duration,
+}
+
+impl Default for AccessWatch {
+    fn default() -> Self {
+        AccessWatch {
+            roles: Vec::new(),
+            link_window: auditlake_schema::credentials::DEFAULT_LINK_WINDOW,
+        }
+    }
 }
 
 /// `[[detect.unexpected_role_assumer]]`
@@ -228,6 +274,11 @@ impl DetectConfig {
     /// Validates the configuration and builds the engine of the enabled rules. Done once, when
     /// the configuration is loaded; each run starts from a clone of the result.
     pub fn build(&self) -> Result<Engine, DetectConfigError> {
+        self.build_watching(&AccessWatch::default())
+    }
+
+    /// [`DetectConfig::build`], with the access chain's roles and window from `watch`.
+    pub fn build_watching(&self, watch: &AccessWatch) -> Result<Engine, DetectConfigError> {
         let mut rules: Vec<Box<dyn Rule>> = Vec::new();
         let mut watched_roles = Vec::new();
         let several = self.unexpected_role_assumer.len() > 1;
@@ -271,6 +322,19 @@ impl DetectConfig {
                 Expected::new(&c.expected, networks),
                 c.severity.unwrap_or(Severity::High),
                 learning,
+            )));
+        }
+        let unattributed = &self.unattributed_db_session;
+        let mut access_roles = watched_roles.clone();
+        access_roles.extend(watch.roles.iter().cloned());
+        if unattributed.enabled && !access_roles.is_empty() {
+            let grace = unattributed.grace.unwrap_or(Duration::from_secs(900));
+            rules.push(Box::new(UnattributedDbSession::new(
+                "unattributed_db_session".into(),
+                Patterns::new(&access_roles),
+                micros(watch.link_window),
+                micros(grace),
+                unattributed.severity.unwrap_or(Severity::High),
             )));
         }
         if self.assume_role_denied.enabled {

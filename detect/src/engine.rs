@@ -62,9 +62,13 @@ impl Engine {
         let mut findings = Vec::new();
         // Within one call the same alert is raised once, whoever owns it.
         let mut raised = std::collections::HashSet::new();
-        for rule in self.rules.iter_mut().filter(|r| r.table() == table) {
+        for rule in self
+            .rules
+            .iter_mut()
+            .filter(|r| r.table() == table || r.also_table() == Some(table))
+        {
             findings.clear();
-            rule.observe(batch, &mut findings);
+            rule.observe_table(table, batch, &mut findings);
             for finding in findings.drain(..) {
                 let Some(last) = finding.evidence.last() else {
                     continue;

@@ -317,7 +317,8 @@ impl Service {
     /// Opens everything `config` names and binds the HTTP listener.
     pub async fn bind(config: Config) -> Result<Self, ServiceError> {
         let ingestion = open_pipeline(&config).await?;
-        let engine = QueryEngine::open_root(&ingestion.lake, config.query_limits).await?;
+        let engine =
+            QueryEngine::open_with(&ingestion.lake, config.query_limits, &config.access).await?;
         engine
             .watch_memory(
                 Arc::new(crate::allocator::heap_in_use),

@@ -74,7 +74,7 @@ def timed(run, repeats=3):
 
 
 class Auditlake:
-    def __init__(self, binary, lake):
+    def __init__(self, binary, lake, extra_config=""):
         self.dir = tempfile.mkdtemp()
         empty = os.path.join(self.dir, "empty")
         os.mkdir(empty)
@@ -87,6 +87,7 @@ class Auditlake:
                 f'[http]\nlisten = "127.0.0.1:{port}"\n'
                 f'[sql]\ntimeout = "600s"\nmax_result_rows = 10000000\n'
                 f'[[source]]\ntype = "folder"\npath = "{empty}"\n'
+                + extra_config
             )
         self.url = f"http://127.0.0.1:{port}/v1/sql"
         self.process = subprocess.Popen(

@@ -26,6 +26,7 @@ use datafusion::execution::disk_manager::DiskManagerBuilder;
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
+use crate::access::AccessSettings;
 use crate::gate;
 
 /// Query failures, split by whose fault they are.
@@ -230,8 +231,19 @@ impl QueryEngine {
         Self::open_root(&LakeRoot::Local(root.to_path_buf()), QueryLimits::default()).await
     }
 
-    /// Opens the lake at `root`, local or in an object store, with `limits` on each query.
+    /// Opens the lake at `root`, local or in an object store, with `limits` on each query and
+    /// the default access-chain settings.
     pub async fn open_root(root: &LakeRoot, limits: QueryLimits) -> Result<Self, QueryError> {
+        Self::open_with(root, limits, &AccessSettings::default()).await
+    }
+
+    /// Opens the lake at `root` with `limits` on each query, the access chain linking as
+    /// `access` says.
+    pub async fn open_with(
+        root: &LakeRoot,
+        limits: QueryLimits,
+        access: &AccessSettings,
+    ) -> Result<Self, QueryError> {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("auditlake", "lake");
@@ -255,6 +267,7 @@ impl QueryEngine {
             })?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_udf(crate::functions::UtcDateTrunc::udf());
+        ctx.register_udf(crate::key_expiry::KeyExpiry::udf());
         crate::bounded::install(&ctx, limits.max_function_bytes);
         match root {
             LakeRoot::Store { url, store } => {
@@ -307,7 +320,23 @@ impl QueryEngine {
             ctx.register_table(table, Arc::new(provider))
                 .map_err(|e| open_err(e.to_string()))?;
         }
-        for (name, sql) in crate::views::VIEWS {
+        let watched = crate::access::watched_roles_table(access).map_err(|e| QueryError::Open {
+            table: "watched_roles".into(),
+            path: root.display(),
+            message: e.to_string(),
+        })?;
+        ctx.register_table("watched_roles", Arc::new(watched))
+            .map_err(|e| QueryError::Open {
+                table: "watched_roles".into(),
+                path: root.display(),
+                message: e.to_string(),
+            })?;
+        let access_chain = crate::access::access_chain_sql(access);
+        let views = crate::views::VIEWS
+            .iter()
+            .map(|(name, sql)| (*name, *sql))
+            .chain([("access_chain", access_chain.as_str())]);
+        for (name, sql) in views {
             let view_err = |e: DataFusionError| QueryError::Open {
                 table: name.to_owned(),
                 path: root.display(),

@@ -13,12 +13,14 @@
 //! configured. This crate knows nothing of sources or AWS: the service hands it a status callback
 //! and a lake root (a folder, or an object store it has built with its own credentials).
 
+pub mod access;
 mod bounded;
 pub mod engine;
 pub mod format;
 pub mod functions;
 pub mod gate;
 pub mod http;
+mod key_expiry;
 pub mod listen;
 pub mod live;
 mod local_reads;

@@ -5,10 +5,13 @@
 //!   `userIdentity.type = AWSAccount`); an owner copy whose caller record is not in the lake
 //!   stands alone. The caller is the session's issuer, the user, its principal id, or the AWS
 //!   service that called; `cross_account` compares the accounts the record knows (NULL where it
-//!   knows none, as for web identity and SAML callers).
+//!   knows none, as for web identity and SAML callers); `key_expires_at` is when the key it
+//!   issued stops working.
 //! - `db_sessions`: one row per MongoDB connection (`conn_uuid` on one host): who, how, from
 //!   where, with which app and driver, when it started and ended, and what it did.
 //! - `identity_activity`: one timeline across both sources.
+//! - `access_chain` (defined in [`crate::access`], after these): each `MONGODB-AWS` database
+//!   session linked to the assumption whose key opened it.
 //!
 //! Each keeps the `date` and `hour` partition columns of its driving table, so filters on them
 //! still prune files.
@@ -46,6 +49,8 @@ SELECT
     c.source_ip,
     c.user_agent,
     c.assumed_access_key_id AS access_key_issued,
+    CASE WHEN c.assumed_access_key_id IS NOT NULL
+        THEN cloudtrail_key_expiry(c.event_time, c.request_parameters, c.response_elements) END AS key_expires_at,
     c.assumed_role_arn,
     CASE WHEN c.error_code IS NULL THEN 'success' ELSE c.error_code END AS outcome,
     c.error_message,
@@ -81,6 +86,8 @@ SELECT
     o.source_ip,
     o.user_agent,
     o.assumed_access_key_id AS access_key_issued,
+    CASE WHEN o.assumed_access_key_id IS NOT NULL
+        THEN cloudtrail_key_expiry(o.event_time, o.request_parameters, o.response_elements) END AS key_expires_at,
     o.assumed_role_arn,
     CASE WHEN o.error_code IS NULL THEN 'success' ELSE o.error_code END AS outcome,
     o.error_message,

@@ -4,6 +4,7 @@
 pub mod assume_role;
 pub mod auth_failures;
 pub mod mongodb_change;
+pub mod unattributed;
 pub mod unexpected_network;
 
 use arrow::record_batch::RecordBatch;
@@ -30,8 +31,19 @@ pub trait Rule: dyn_clone::DynClone + Send + std::fmt::Debug {
     fn id(&self) -> &str;
     /// The lake table this rule watches.
     fn table(&self) -> &'static str;
+    /// A second table a rule that joins two sources watches; its batches come through
+    /// [`Rule::observe_table`].
+    fn also_table(&self) -> Option<&'static str> {
+        None
+    }
     /// Looks at a batch and appends findings.
     fn observe(&mut self, batch: &RecordBatch, findings: &mut Vec<Finding>);
+    /// Looks at a batch of `table` (one of [`Rule::table`] and [`Rule::also_table`]); rules of
+    /// one table need not implement it.
+    fn observe_table(&mut self, table: &str, batch: &RecordBatch, findings: &mut Vec<Finding>) {
+        let _ = table;
+        self.observe(batch, findings);
+    }
     /// State to persist; `Null` for stateless rules.
     fn save(&self) -> serde_json::Value {
         serde_json::Value::Null

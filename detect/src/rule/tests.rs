@@ -486,3 +486,176 @@ fn abandoning_a_group_keeps_the_alerts_other_objects_raised_since() {
     // `b`'s is taken back: its redo raises it again.
     assert_eq!(observe(&mut e, login("b", "mallory", "1000000")).len(), 1);
 }
+
+/// A successful `MONGODB-AWS` login as `user`, session `session`, at `ts` µs.
+fn aws_login(
+    user: &'static str,
+    session: &'static str,
+    ts: &'static str,
+) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("atype", "authenticate"),
+        ("mechanism", "MONGODB-AWS"),
+        ("result", "0"),
+        ("user", user),
+        ("conn_uuid", session),
+        ("hostname", "h0"),
+        ("remote_ip", "203.0.113.9"),
+        ("ts", ts),
+        ("source_uri", "s3://atlas/a"),
+        ("source_index", "1"),
+    ]
+}
+
+fn trail(rows: &[Vec<(&'static str, &'static str)>]) -> RecordBatch {
+    batch(schema::CLOUDTRAIL, rows)
+}
+
+/// An assumption of the role (with a path) issuing `key` at `time` µs, for an hour.
+fn issued(key: &'static str, time: &'static str) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("event_source", "sts.amazonaws.com"),
+        ("event_name", "AssumeRole"),
+        ("role_arn", "arn:aws:iam::111122223333:role/apps/db-access"),
+        ("assumed_access_key_id", key),
+        ("event_time", time),
+        ("event_id", key),
+        ("source_uri", "s3://trail/1"),
+    ]
+}
+
+fn caller_identity(key: &'static str, time: &'static str) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("event_source", "sts.amazonaws.com"),
+        ("event_name", "GetCallerIdentity"),
+        (
+            "session_issuer_arn",
+            "arn:aws:iam::111122223333:role/apps/db-access",
+        ),
+        ("user_access_key_id", key),
+        ("event_time", time),
+        ("event_id", "check"),
+        ("source_uri", "s3://trail/2"),
+    ]
+}
+
+/// Any event, moving CloudTrail's event time to `time` µs.
+fn tick(time: &'static str) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("event_source", "ec2.amazonaws.com"),
+        ("event_name", "DescribeInstances"),
+        ("event_time", time),
+        ("source_uri", "s3://trail/3"),
+    ]
+}
+
+/// The alerts of `unattributed_db_session` among `alerts`.
+fn unattributed(alerts: Vec<crate::alert::Alert>) -> Vec<crate::alert::Alert> {
+    alerts
+        .into_iter()
+        .filter(|a| a.rule_id == "unattributed_db_session")
+        .collect()
+}
+
+const DB_USER: &str = "arn:aws:iam::111122223333:role/db-access";
+/// The role watched with its path, which the database user does not carry.
+const WATCH_WITH_PATH: &str = r#"
+[[unexpected_role_assumer]]
+roles = ["arn:aws:iam::111122223333:role/apps/db-*"]
+expected = ["arn:aws:iam::111122223333:role/app"]
+"#;
+const MINUTE: i64 = 60_000_000;
+
+#[test]
+fn a_login_is_unattributed_only_once_the_trail_has_passed_it_with_nothing_explaining_it() {
+    let mut e = engine(WATCH_WITH_PATH);
+    assert!(e.rule_ids().contains(&"unattributed_db_session"));
+    // 10:00 a key is issued; 10:05 a login with it, and one with a key from nowhere.
+    let t0: i64 = 36_000_000_000;
+    let at = |minutes: i64| -> &'static str {
+        Box::leak((t0 + minutes * MINUTE).to_string().into_boxed_str())
+    };
+    let trail_batch = trail(&[
+        issued("ASIAKNOWN", at(0)),
+        caller_identity("ASIAKNOWN", at(5)),
+        caller_identity("ASIAUNKNOWN", at(6)),
+    ]);
+    assert!(unattributed(e.observe(schema::CLOUDTRAIL, &trail_batch, 0)).is_empty());
+    let logins = batch(
+        schema::MONGODB_AUDIT,
+        &[
+            aws_login(DB_USER, "known", at(5)),
+            aws_login(DB_USER, "unknown", at(6)),
+        ],
+    );
+    assert!(
+        e.observe(schema::MONGODB_AUDIT, &logins, 0).is_empty(),
+        "the trail may still bring what explains them"
+    );
+    // The trail reaches 10:20: the unknown key's login is decided, the other explained.
+    let alerts = unattributed(e.observe(schema::CLOUDTRAIL, &trail(&[tick(at(21))]), 0));
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let alert = &alerts[0];
+    assert_eq!(alert.rule_id, "unattributed_db_session");
+    assert_eq!(alert.entity, DB_USER);
+    assert_eq!(alert.dedup_key, "h0|unknown");
+    assert!(alert.summary.contains("ASIAUNKNOWN"), "{}", alert.summary);
+    assert_eq!(alert.evidence.len(), 2, "the call and the login");
+    assert_eq!(alert.evidence[1].source_uri, "s3://atlas/a");
+    // Nothing more later, whatever comes.
+    assert!(
+        e.observe(schema::CLOUDTRAIL, &trail(&[tick(at(600))]), 0)
+            .is_empty()
+    );
+}
+
+#[test]
+fn without_a_call_a_login_is_explained_by_a_key_of_its_role_valid_then_and_state_survives_a_restart()
+ {
+    let t0: i64 = 36_000_000_000;
+    let at = |minutes: i64| -> &'static str {
+        Box::leak((t0 + minutes * MINUTE).to_string().into_boxed_str())
+    };
+    let mut e = engine(WATCH_WITH_PATH);
+    assert!(
+        unattributed(e.observe(schema::CLOUDTRAIL, &trail(&[issued("ASIAKEY", at(0))]), 0))
+            .is_empty()
+    );
+    let logins = batch(
+        schema::MONGODB_AUDIT,
+        &[
+            aws_login(DB_USER, "in-window", at(30)),
+            aws_login(DB_USER, "after-expiry", at(70)),
+        ],
+    );
+    assert!(e.observe(schema::MONGODB_AUDIT, &logins, 0).is_empty());
+    // A restart: the pending logins and the issued key come back from the saved state.
+    let saved = e.save();
+    let mut restarted = engine(WATCH_WITH_PATH);
+    restarted.restore(saved);
+    let alerts = unattributed(restarted.observe(schema::CLOUDTRAIL, &trail(&[tick(at(120))]), 0));
+    let keys: Vec<&str> = alerts.iter().map(|a| a.dedup_key.as_str()).collect();
+    assert_eq!(keys, ["h0|after-expiry"]);
+    assert!(alerts[0].summary.contains("no GetCallerIdentity"));
+}
+
+#[test]
+fn logins_of_unwatched_roles_and_of_other_mechanisms_are_not_judged() {
+    let mut e = engine(WATCH);
+    let mut scram = aws_login(DB_USER, "scram", "1000");
+    scram[1] = ("mechanism", "SCRAM-SHA-256");
+    let logins = batch(
+        schema::MONGODB_AUDIT,
+        &[
+            aws_login("arn:aws:iam::111122223333:role/other", "other", "1000"),
+            scram,
+        ],
+    );
+    assert!(e.observe(schema::MONGODB_AUDIT, &logins, 0).is_empty());
+    assert!(
+        e.observe(schema::CLOUDTRAIL, &trail(&[tick("9000000000000")]), 0)
+            .is_empty()
+    );
+    // Without a watched role the rule is off.
+    assert!(!engine("").rule_ids().contains(&"unattributed_db_session"));
+}

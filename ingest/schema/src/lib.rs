@@ -5,6 +5,7 @@
 //! query side never infers schemas from files: it registers exactly these, plus the Hive
 //! partition columns `date` and `hour` that [`Partition::path`] encodes in the directory names.
 
+pub mod credentials;
 mod paths;
 
 pub use paths::{LakeFile, LakeRoot};

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use auditlake_query::QueryEngine;
 use auditlake_query::format::{self, Format};
-use auditlake_query::{QueryEngine, QueryLimits};
 
 use crate::aws::AwsSettings;
 use crate::config::{Config, ConfigFile, LakeSpec, SourceSpec};
@@ -90,6 +90,9 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct SqlArgs {
+    /// Query limits, the access chain's settings and AWS settings for a lake on S3.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Lake to query: a folder or s3://bucket/prefix.
     #[arg(long, default_value = "lake")]
     lake: String,
@@ -353,22 +356,22 @@ fn lake_arg(text: &str, config: &Config) -> anyhow::Result<LakeSpec> {
     LakeSpec::parse(text, aws).map_err(|m| anyhow::anyhow!("--lake: {m}"))
 }
 
-/// Opens an existing lake for reading.
-async fn open_for_query(lake: &LakeSpec, limits: QueryLimits) -> anyhow::Result<QueryEngine> {
+/// Opens an existing lake for reading, with the configuration's query limits and access chain.
+async fn open_for_query(lake: &LakeSpec, config: &Config) -> anyhow::Result<QueryEngine> {
     if let LakeSpec::Local(path) = lake
         && !path.is_dir()
     {
         bail!("lake folder {} does not exist", path.display());
     }
-    Ok(QueryEngine::open_root(&lake.open().await?, limits).await?)
+    Ok(QueryEngine::open_with(&lake.open().await?, config.query_limits, &config.access).await?)
 }
 
 fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
     let format = Format::parse(&args.format).context("unknown format")?;
-    let config = load_config(None, ConfigFile::default)?;
+    let config = load_config(args.config.as_deref(), ConfigFile::default)?;
     let lake = lake_arg(&args.lake, &config)?;
     runtime()?.block_on(async move {
-        let engine = open_for_query(&lake, config.query_limits).await?;
+        let engine = open_for_query(&lake, &config).await?;
         let output = engine.query(&args.query).await?;
         let bytes = format::encode(&output, format)?;
         use std::io::Write;
@@ -389,7 +392,7 @@ fn detect_replay(
     let until = until.map(|t| parse_time("until", t)).transpose()?;
     let lake = lake_arg(lake, &config)?;
     runtime()?.block_on(async move {
-        let engine = open_for_query(&lake, config.query_limits).await?;
+        let engine = open_for_query(&lake, &config).await?;
         let alerts = crate::replay::replay(&engine, &config.rules, since, until).await?;
         use std::io::Write;
         let mut out = std::io::stdout().lock();

@@ -7,6 +7,7 @@
 //! constant of [`defaults`]. Secrets come only from the environment, through the `env` function
 //! given to it, never from the file.
 
+mod access;
 pub mod defaults;
 mod lake;
 mod server;
@@ -22,11 +23,13 @@ use auditlake_detect::Engine;
 use auditlake_detect::config::DetectConfig;
 use auditlake_detect::deliver::{AlertsConfig, Webhook};
 use auditlake_query::QueryLimits;
+use auditlake_query::access::AccessSettings;
 use auditlake_query::listen::{ConnectionLimits, TlsFiles};
 
 use crate::aws::AwsSettings;
 use crate::decode::DecodeLimits;
 
+pub use access::AccessConfig;
 pub use lake::{LakeSpec, S3Location};
 pub use server::{HttpConfig, SqlConfig};
 pub use sources::{
@@ -68,6 +71,9 @@ pub struct ConfigFile {
     /// Alert delivery.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// The access chain (`[access]`).
+    #[serde(default)]
+    pub access: AccessConfig,
 }
 
 /// `[ingest]`
@@ -205,6 +211,8 @@ pub struct Config {
     pub sources: Vec<SourceSpec>,
     /// Limits on each SQL query.
     pub query_limits: QueryLimits,
+    /// How the access chain links logins to assumptions, and the roles it watches.
+    pub access: AccessSettings,
     /// Heap of the process above which running queries are stopped.
     pub max_heap_bytes: usize,
     /// Limits on the connections of the HTTP and Postgres servers.
@@ -303,9 +311,14 @@ impl Config {
             .map(|(n, source)| source.validate(n))
             .collect::<Result<Vec<_>, _>>()?;
         let queries = file.sql.validate()?;
+        let access = file.access.validate(&file.detect)?;
+        let watch = auditlake_detect::config::AccessWatch {
+            roles: file.access.roles.clone(),
+            link_window: access.link_window,
+        };
         let rules = file
             .detect
-            .build()
+            .build_watching(&watch)
             .map_err(|e| invalid(e.field, e.message))?;
         let webhooks = file
             .alerts
@@ -327,6 +340,7 @@ impl Config {
             limits: ingest.limits,
             sources,
             query_limits: queries.limits,
+            access,
             max_heap_bytes: queries.max_heap_bytes,
             connections: servers.connections,
             tls: servers.tls,

@@ -66,6 +66,7 @@ fn the_builtin_configuration_is_valid_and_watches_the_sample_role() {
         engine.rule_ids(),
         [
             "unexpected_role_assumer",
+            "unattributed_db_session",
             "assume_role_denied",
             "mongodb_drop",
             "mongodb_user_change",
@@ -260,4 +261,31 @@ fn a_source_built_in_code_gets_the_defaults_of_one_written_in_the_file() {
         .validate(&field)
         .expect_err("no group");
     assert!(err.to_string().starts_with("source x: log_groups"), "{err}");
+}
+
+#[test]
+fn the_access_chain_watches_the_rules_roles_and_its_own_with_a_bounded_window() {
+    let parse =
+        |text: &str| Config::from_file(ConfigFile::parse(text, "t").expect("parse"), &no_env);
+    let config = parse(
+        "[access]\nroles = [\"arn:aws:iam::1:role/b\"]\n\
+         [[detect.unexpected_role_assumer]]\nroles = [\"arn:aws:iam::1:role/a\"]\nexpected = [\"1\"]\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        config.access.watched_roles,
+        ["arn:aws:iam::1:role/a", "arn:aws:iam::1:role/b"]
+    );
+    assert_eq!(config.access.link_window, Duration::from_secs(30));
+    assert!(config.rules.rule_ids().contains(&"unattributed_db_session"));
+    for (text, field) in [
+        ("[access]\nlink_window = \"0s\"\n", "access.link_window"),
+        ("[access]\nlink_window = \"2h\"\n", "access.link_window"),
+        ("[access]\nroles = [\"db-writer\"]\n", "access.roles[0]"),
+    ] {
+        let err = parse(text).expect_err(text);
+        assert!(err.to_string().starts_with(field), "{text}: {err}");
+    }
+    let err = ConfigFile::parse("[access]\nwindow = \"1m\"\n", "t").expect_err("unknown key");
+    assert!(err.to_string().contains("window"), "{err}");
 }
