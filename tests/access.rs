@@ -138,6 +138,105 @@ fn every_mongodb_aws_login_of_the_sample_day_is_linked_to_the_assumption_that_is
             "expires": "2026-11-01T15:12:07Z", "assumed": "2026-11-01T14:12:07Z"})
         ]
     );
+    assert_sample_trust(&config, &lake);
+}
+
+/// The trust policies of the sample day, version by version, as `role_trust` lists them.
+fn assert_sample_trust(config: &Path, lake: &Path) {
+    let rows = sql(
+        config,
+        lake,
+        "SELECT role_arn, CAST(valid_from AS VARCHAR) AS valid_from, CAST(valid_to AS VARCHAR) AS valid_to, \
+         event_name, effect, principal_type, principal, principal_account_id, conditions \
+         FROM role_trust ORDER BY role_arn, valid_from, principal",
+    );
+    let access = "arn:aws:iam::111122223333:role/mongo-atlas-access";
+    let readonly = "arn:aws:iam::111122223333:role/mongo-atlas-readonly";
+    let lambda = "arn:aws:iam::111122223333:role/service-role/orders-api-lambda";
+    let ci_root = "arn:aws:iam::444455556666:root";
+    let alice = "arn:aws:iam::111122223333:user/alice";
+    let external_id = r#"{"StringEquals":{"sts:ExternalId":"ci-7f3a"}}"#;
+    let row = |role: &str,
+               from: &str,
+               to: Option<&str>,
+               event: &str,
+               kind: &str,
+               who: &str,
+               account: &str,
+               conditions: Option<&str>| {
+        without_nulls(
+            json!({"role_arn": role, "valid_from": from, "valid_to": to, "event_name": event,
+            "effect": "Allow", "principal_type": kind, "principal": who, "principal_account_id": account,
+            "conditions": conditions}),
+        )
+    };
+    let (morning, widened) = ("2026-11-01T08:02:30Z", "2026-11-01T14:05:30Z");
+    let update = "UpdateAssumeRolePolicy";
+    assert_eq!(
+        rows,
+        [
+            row(
+                access,
+                morning,
+                Some(widened),
+                update,
+                "role",
+                lambda,
+                "111122223333",
+                None
+            ),
+            row(
+                access,
+                morning,
+                Some(widened),
+                update,
+                "account",
+                ci_root,
+                "444455556666",
+                Some(external_id)
+            ),
+            row(
+                access,
+                widened,
+                None,
+                update,
+                "role",
+                lambda,
+                "111122223333",
+                None
+            ),
+            row(
+                access,
+                widened,
+                None,
+                update,
+                "user",
+                alice,
+                "111122223333",
+                None
+            ),
+            row(
+                access,
+                widened,
+                None,
+                update,
+                "account",
+                ci_root,
+                "444455556666",
+                Some(external_id)
+            ),
+            row(
+                readonly,
+                "2026-11-01T10:15:30Z",
+                None,
+                "CreateRole",
+                "role",
+                lambda,
+                "111122223333",
+                None
+            ),
+        ]
+    );
 }
 
 /// One hand-built day of the role `db-writer` (with a path), each case at its own hour.

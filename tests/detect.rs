@@ -55,7 +55,7 @@ async fn start(text: &str, hook_base: Option<String>) -> Running {
 }
 
 /// The alerts the sample story must raise, and nothing else: (rule, entity, severity).
-const STORY: [(&str, &str, &str); 8] = [
+const STORY: [(&str, &str, &str); 10] = [
     (
         "assume_role_denied",
         "arn:aws:iam::111122223333:user/bob",
@@ -85,6 +85,17 @@ const STORY: [(&str, &str, &str); 8] = [
         "arn:aws:iam::111122223333:user/alice",
         "high",
     ),
+    // The trust policy set in the morning, and widened to alice at 14:05.
+    (
+        "watched_role_trust_changed",
+        "arn:aws:iam::111122223333:role/mongo-atlas-access",
+        "high",
+    ),
+    (
+        "watched_role_trust_changed",
+        "arn:aws:iam::111122223333:role/mongo-atlas-access",
+        "high",
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +105,7 @@ async fn the_sample_story_raises_exactly_its_alerts_and_replay_agrees() {
     let service = start(&config_text(&lake, &committed_sample(), None), None).await;
     service.wait_idle().await;
 
-    let alerts = service.sql("SELECT rule_id, entity, severity, summary, alert_id FROM alerts ORDER BY rule_id, entity").await;
+    let alerts = service.sql("SELECT rule_id, entity, severity, summary, alert_id FROM alerts ORDER BY rule_id, entity, event_time, alert_id").await;
     let got: Vec<(String, String, String)> = alerts
         .iter()
         .map(|a| {
@@ -115,7 +126,7 @@ async fn the_sample_story_raises_exactly_its_alerts_and_replay_agrees() {
     let full = service
         .sql(
             "SELECT rule_id, entity, severity, event_time, alert_time, summary, dedup_key, \
-             alert_id, evidence_event_ids, evidence FROM alerts ORDER BY rule_id, entity",
+             alert_id, evidence_event_ids, evidence FROM alerts ORDER BY rule_id, entity, event_time, alert_id",
         )
         .await;
     insta::with_settings!({ filters => vec![(r#"file://[^\s"\\]*sample-data"#, "file://[sample-data]")] }, {
@@ -173,7 +184,7 @@ async fn alerts_reach_a_receiver_that_was_down_signed_and_in_slack_format() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let failed = service.sql("SELECT count(*) AS n FROM alert_deliveries WHERE state = 'pending' AND attempts >= 1 AND last_error LIKE '%503%'").await;
-        if failed[0]["n"].as_u64() == Some(15) {
+        if failed[0]["n"].as_u64() == Some(19) {
             break;
         }
         assert!(
@@ -191,7 +202,7 @@ async fn alerts_reach_a_receiver_that_was_down_signed_and_in_slack_format() {
             .sql("SELECT count(*) AS n FROM alert_deliveries WHERE state = 'delivered'")
             .await;
         // Six alerts to the JSON hook, the five high and critical ones to Slack.
-        if delivered[0]["n"].as_u64() == Some(15) {
+        if delivered[0]["n"].as_u64() == Some(19) {
             break;
         }
         assert!(Instant::now() < deadline, "not delivered: {delivered:?}");
@@ -225,7 +236,7 @@ async fn alerts_reach_a_receiver_that_was_down_signed_and_in_slack_format() {
         .filter(|r| r.path == "/slack")
         .map(|r| serde_json::from_slice(&r.body).expect("json"))
         .collect();
-    assert_eq!(slack.len(), 7);
+    assert_eq!(slack.len(), 9);
     assert!(
         slack.iter().all(|m| m["text"]
             .as_str()
@@ -296,7 +307,7 @@ fn alerts_raised_before_a_sigkill_are_delivered_after_restart() {
         let queued = s
             .as_ref()
             .and_then(|s| s["lake"]["alert_deliveries"]["pending"].as_u64());
-        if s.as_ref().is_some_and(|s| s["idle"] == Value::Bool(true)) && queued == Some(15) {
+        if s.as_ref().is_some_and(|s| s["idle"] == Value::Bool(true)) && queued == Some(19) {
             break;
         }
         assert!(Instant::now() < deadline, "alerts never queued: {s:?}");

@@ -94,6 +94,7 @@ async fn sample_day_lands_with_exact_counts_and_is_queryable_over_http() {
             "assume_role_events",
             "db_sessions",
             "identity_activity",
+            "role_trust",
             "watched_roles"
         ]
     );

@@ -1,7 +1,7 @@
 //! The `[detect]` and `[alerts]` sections of the configuration, and the rules they build.
 //!
 //! `mongodb_drop`, `mongodb_user_change` and `assume_role_denied` are on unless switched off;
-//! `unattributed_db_session` is on whenever a role is watched; the other rules are on when
+//! `unattributed_db_session` and `watched_role_trust_changed` are on whenever a role is watched; the other rules are on when
 //! configured. Every error names its field.
 
 use std::time::Duration;
@@ -15,6 +15,7 @@ use crate::rule::Rule;
 use crate::rule::assume_role::{AssumeRoleDenied, Expected, UnexpectedRoleAssumer};
 use crate::rule::auth_failures::MongodbAuthFailures;
 use crate::rule::mongodb_change::{DropException, MongodbDrop, MongodbUserChange};
+use crate::rule::trust_change::WatchedRoleTrustChanged;
 use crate::rule::unattributed::UnattributedDbSession;
 use crate::rule::unexpected_network::MongodbUnexpectedNetwork;
 
@@ -50,6 +51,26 @@ pub struct DetectConfig {
     pub mongodb_unexpected_network: Option<MongodbUnexpectedNetworkConfig>,
     #[serde(default)]
     pub unattributed_db_session: UnattributedDbSessionConfig,
+    #[serde(default)]
+    pub watched_role_trust_changed: WatchedRoleTrustChangedConfig,
+}
+
+/// `[detect.watched_role_trust_changed]`: on whenever a role is watched.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchedRoleTrustChangedConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub severity: Option<Severity>,
+}
+
+impl Default for WatchedRoleTrustChangedConfig {
+    fn default() -> Self {
+        WatchedRoleTrustChangedConfig {
+            enabled: true,
+            severity: None,
+        }
+    }
 }
 
 /// `[detect.unattributed_db_session]`: on whenever a role is watched (by
@@ -335,6 +356,14 @@ impl DetectConfig {
                 micros(watch.link_window),
                 micros(grace),
                 unattributed.severity.unwrap_or(Severity::High),
+            )));
+        }
+        let trust = &self.watched_role_trust_changed;
+        if trust.enabled && !access_roles.is_empty() {
+            rules.push(Box::new(WatchedRoleTrustChanged::new(
+                "watched_role_trust_changed".into(),
+                Patterns::new(&access_roles),
+                trust.severity.unwrap_or(Severity::High),
             )));
         }
         if self.assume_role_denied.enabled {

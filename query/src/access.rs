@@ -24,15 +24,26 @@
 //! key opened no session are rows too, with no database columns and link `none`; a key in
 //! contention for an ambiguous login is not listed so, since it may have opened it.
 //! Watched roles come from the configuration, in the table `watched_roles` (`like_pattern`).
+//!
+//! It is a table, not a view: the links refer to the logins, the calls and the assumptions
+//! many times over, and a view inlines each reference into another scan of the lake. Each scan
+//! of [`AccessChainTable`] runs the four scans once ([`stages`]), holds them in memory, and
+//! links them ([`links_sql`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::StringArray;
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use datafusion::datasource::MemTable;
+use datafusion::catalog::Session;
+use datafusion::datasource::{MemTable, TableProvider, TableType};
 use datafusion::error::Result;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+
+use auditlake_schema as schema;
 
 /// Two calls whose distances from a login differ by less than this are equally near: the
 /// audit log and CloudTrail are separate clocks, and "the same second" is as close as they
@@ -103,16 +114,18 @@ fn role_key(arn: &str) -> String {
     format!("split_part({arn}, ':', 5) || ':' || regexp_replace({arn}, '^.*/', '')")
 }
 
-/// The SQL of `access_chain` for `settings` (see the module documentation).
-pub fn access_chain_sql(settings: &AccessSettings) -> String {
-    let window = settings.link_window.as_secs_f64().max(0.001);
+/// The scans of the chain, each run once and held (a view would inline each of them at every
+/// reference: dozens of scans of the lake), in order: `sessions` reads only the connections of
+/// `auths`.
+fn stages() -> [(&'static str, String); 4] {
     let auth_role = role_key("\"user\"");
     let check_role = role_key("session_issuer_arn");
     let assumed_role = role_key("role_arn");
-    format!(
-        r#"
-WITH
-auths AS (
+    [
+        (
+            "auths",
+            format!(
+                r#"
     SELECT conn_uuid, "project", "cluster", hostname, "user" AS db_user,
         min(ts) AS authenticated_at,
         min(COALESCE(remote_ip, remote_ip_text)) AS remote_ip,
@@ -122,15 +135,106 @@ auths AS (
     WHERE atype = 'authenticate' AND mechanism = 'MONGODB-AWS' AND result = 0
       AND conn_uuid IS NOT NULL AND ts IS NOT NULL AND "user" LIKE 'arn:aws:iam::%:role/%'
     GROUP BY conn_uuid, "project", "cluster", hostname, "user"
-),
-checks AS (
+"#
+            ),
+        ),
+        (
+            "checks",
+            format!(
+                r#"
     SELECT event_id, user_access_key_id AS access_key_id, {check_role} AS role_key,
         CAST(date_part('epoch', event_time) AS DOUBLE) AS t
     FROM cloudtrail
     WHERE event_source = 'sts.amazonaws.com' AND event_name = 'GetCallerIdentity'
       AND error_code IS NULL AND user_access_key_id IS NOT NULL
       AND session_issuer_arn IS NOT NULL AND event_time IS NOT NULL
-),
+"#
+            ),
+        ),
+        (
+            "assumptions",
+            format!(
+                r#"
+    SELECT role_arn, event_id, event_time, caller_principal, caller_account_id, source_ip,
+        session_name, access_key_issued, key_expires_at, {assumed_role} AS role_key
+    FROM (
+        SELECT *, row_number() OVER (
+            PARTITION BY access_key_issued ORDER BY event_time, event_id
+        ) AS copy
+        FROM assume_role_events
+        WHERE outcome = 'success' AND access_key_issued IS NOT NULL AND role_arn IS NOT NULL
+    ) AS numbered
+    WHERE copy = 1
+"#
+            ),
+        ),
+        (
+            "sessions",
+            r#"
+    SELECT conn_uuid, hostname,
+        max(app_name) AS app_name,
+        max(ts) FILTER (WHERE atype = 'logout') AS ended_at,
+        count(*) FILTER (WHERE atype = 'authCheck') AS commands,
+        count(*) FILTER (WHERE atype = 'authCheck' AND result <> 0) AS failed_commands,
+        array_sort(array_agg(DISTINCT ns) FILTER (
+            WHERE ns IS NOT NULL AND atype NOT IN ('authenticate', 'logout', 'clientMetadata')
+        )) AS namespaces
+    FROM mongodb_audit
+    WHERE conn_uuid IN (SELECT conn_uuid FROM auths) AND {SESSIONS_OF_AUTHS}
+    GROUP BY conn_uuid, hostname
+"#
+            .to_owned(),
+        ),
+    ]
+}
+
+/// Where the `sessions` stage names the connections of the logins.
+const SESSIONS_OF_AUTHS: &str = "{SESSIONS_OF_AUTHS}";
+
+/// Above this many logins the connections are not listed in the scan's filter (the join alone
+/// selects them).
+const LISTED_CONNECTIONS: usize = 100_000;
+
+/// The `conn_uuid`s of the `auths` batches.
+fn connections(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let Some(column) = batch.column_by_name("conn_uuid") else {
+            continue;
+        };
+        let Ok(text) = arrow::compute::cast(column, &DataType::Utf8) else {
+            continue;
+        };
+        if let Some(strings) = text.as_any().downcast_ref::<StringArray>() {
+            out.extend(strings.iter().flatten().map(str::to_owned));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The filter of the `sessions` stage for `connections`.
+fn sessions_of(connections: &[String]) -> String {
+    match connections.len() {
+        0 => "FALSE".to_owned(),
+        n if n > LISTED_CONNECTIONS => "TRUE".to_owned(),
+        _ => {
+            let quoted: Vec<String> = connections
+                .iter()
+                .map(|c| format!("'{}'", c.replace('\'', "''")))
+                .collect();
+            format!("conn_uuid IN ({})", quoted.join(", "))
+        }
+    }
+}
+
+/// The links over the held scans (see the module documentation).
+fn links_sql(settings: &AccessSettings) -> String {
+    let window = settings.link_window.as_secs_f64().max(0.001);
+    format!(
+        r#"
+WITH
 check_buckets AS (
     SELECT c.event_id, c.access_key_id, c.role_key, c.t,
         CAST(floor(c.t / {window}) AS BIGINT) + o.shift AS bucket
@@ -173,18 +277,6 @@ checked AS (
     JOIN claims cl ON cl.event_id = k.event_id
     JOIN checks c ON c.event_id = k.event_id
 ),
-assumptions AS (
-    SELECT role_arn, event_id, event_time, caller_principal, caller_account_id, source_ip,
-        session_name, access_key_issued, key_expires_at, {assumed_role} AS role_key
-    FROM (
-        SELECT *, row_number() OVER (
-            PARTITION BY access_key_issued ORDER BY event_time, event_id
-        ) AS copy
-        FROM assume_role_events
-        WHERE outcome = 'success' AND access_key_issued IS NOT NULL AND role_arn IS NOT NULL
-    ) AS numbered
-    WHERE copy = 1
-),
 unchecked AS (
     SELECT a.conn_uuid, a.hostname, a.role_key, a.authenticated_at
     FROM auths a
@@ -212,19 +304,6 @@ links AS (
         CASE WHEN keys = 0 THEN 'none' WHEN keys = 1 THEN 'time_window' ELSE 'ambiguous' END,
         keys
     FROM windowed
-),
-sessions AS (
-    SELECT conn_uuid, hostname,
-        max(app_name) AS app_name,
-        max(ts) FILTER (WHERE atype = 'logout') AS ended_at,
-        count(*) FILTER (WHERE atype = 'authCheck') AS commands,
-        count(*) FILTER (WHERE atype = 'authCheck' AND result <> 0) AS failed_commands,
-        array_sort(array_agg(DISTINCT ns) FILTER (
-            WHERE ns IS NOT NULL AND atype NOT IN ('authenticate', 'logout', 'clientMetadata')
-        )) AS namespaces
-    FROM mongodb_audit
-    WHERE conn_uuid IN (SELECT conn_uuid FROM auths)
-    GROUP BY conn_uuid, hostname
 ),
 chain_roles AS (
     SELECT s.event_id FROM assumptions s JOIN watched_roles w ON s.role_arn LIKE w.like_pattern
@@ -284,6 +363,121 @@ WHERE s.event_id IN (SELECT event_id FROM chain_roles)
   AND s.access_key_issued NOT IN (SELECT access_key_id FROM used_keys)
 "#
     )
+}
+
+/// The `access_chain` table: on each scan, the [`stages`] run once each against the lake
+/// tables and are held in memory, then [`links_sql`] runs over them. The lake tables are the
+/// session's own providers, so a scan reads the files a query of them would, within the same
+/// memory pool and time limit.
+#[derive(Debug)]
+pub struct AccessChainTable {
+    settings: AccessSettings,
+    /// `cloudtrail` and `mongodb_audit`.
+    lake: Vec<(String, Arc<dyn TableProvider>)>,
+    schema: SchemaRef,
+}
+
+impl AccessChainTable {
+    /// The table over the lake tables of `ctx`, its schema planned once.
+    pub async fn new(ctx: &SessionContext, settings: &AccessSettings) -> Result<Self> {
+        let mut lake = Vec::new();
+        for table in [schema::CLOUDTRAIL, schema::MONGODB_AUDIT] {
+            lake.push((table.to_owned(), ctx.table_provider(table).await?));
+        }
+        let mut table = AccessChainTable {
+            settings: settings.clone(),
+            lake,
+            schema: Arc::new(Schema::empty()),
+        };
+        let (ctx, _) = table.context(&ctx.state(), false).await?;
+        table.schema = Arc::new(
+            ctx.sql(&links_sql(settings))
+                .await?
+                .schema()
+                .as_arrow()
+                .clone(),
+        );
+        Ok(table)
+    }
+
+    /// A context of the lake tables, the watched roles and the stages: run and held when `run`,
+    /// else empty with their planned schemas. Returns the final rows' batches when run.
+    async fn context(
+        &self,
+        session: &dyn Session,
+        run: bool,
+    ) -> Result<(SessionContext, Vec<RecordBatch>)> {
+        let ctx = SessionContext::new_with_config_rt(
+            session.config().clone(),
+            Arc::clone(session.runtime_env()),
+        );
+        ctx.register_udf(crate::key_expiry::KeyExpiry::udf());
+        for (name, provider) in &self.lake {
+            ctx.register_table(name.as_str(), Arc::clone(provider))?;
+        }
+        ctx.register_table(
+            "watched_roles",
+            Arc::new(watched_roles_table(&self.settings)?),
+        )?;
+        let assume_role_events = crate::views::VIEWS
+            .iter()
+            .find(|(name, _)| *name == "assume_role_events")
+            .map(|(_, sql)| *sql)
+            .unwrap_or_default();
+        ctx.sql(&format!(
+            "CREATE VIEW assume_role_events AS {assume_role_events}"
+        ))
+        .await?
+        .collect()
+        .await?;
+        let mut logins = Vec::new();
+        for (name, sql) in stages() {
+            // The connections of the logins, as a list the scan filters on: only their rows
+            // are decoded, where a join would read every audit row.
+            let sql = sql.replace(SESSIONS_OF_AUTHS, &sessions_of(&logins));
+            let frame = ctx.sql(&sql).await?;
+            let schema = Arc::new(frame.schema().as_arrow().clone());
+            let batches = if run {
+                frame.collect().await?
+            } else {
+                Vec::new()
+            };
+            if name == "auths" {
+                logins = connections(&batches);
+            }
+            ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+        }
+        let rows = if run {
+            ctx.sql(&links_sql(&self.settings)).await?.collect().await?
+        } else {
+            Vec::new()
+        };
+        Ok((ctx, rows))
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for AccessChainTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (_, rows) = self.context(state, true).await?;
+        MemTable::try_new(Arc::clone(&self.schema), vec![rows])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
 }
 
 #[cfg(test)]

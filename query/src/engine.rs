@@ -210,6 +210,16 @@ impl std::fmt::Debug for QueryEngine {
     }
 }
 
+/// The error of opening `table` of the lake at `root`.
+fn open_error(table: &str, root: &LakeRoot) -> impl Fn(DataFusionError) -> QueryError + use<> {
+    let (table, path) = (table.to_owned(), root.display());
+    move |e| QueryError::Open {
+        table: table.clone(),
+        path: path.clone(),
+        message: e.to_string(),
+    }
+}
+
 /// `schema` with its text columns read as string views: the Parquet reader then points into
 /// the decoded pages instead of copying every value, and comparisons start from the inlined
 /// prefix (DataFusion's own choice for tables whose schema it infers).
@@ -268,6 +278,7 @@ impl QueryEngine {
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_udf(crate::functions::UtcDateTrunc::udf());
         ctx.register_udf(crate::key_expiry::KeyExpiry::udf());
+        ctx.register_udf(crate::trust::TrustPolicy::udf());
         crate::bounded::install(&ctx, limits.max_function_bytes);
         match root {
             LakeRoot::Store { url, store } => {
@@ -320,22 +331,14 @@ impl QueryEngine {
             ctx.register_table(table, Arc::new(provider))
                 .map_err(|e| open_err(e.to_string()))?;
         }
-        let watched = crate::access::watched_roles_table(access).map_err(|e| QueryError::Open {
-            table: "watched_roles".into(),
-            path: root.display(),
-            message: e.to_string(),
-        })?;
+        let watched = crate::access::watched_roles_table(access)
+            .map_err(open_error("watched_roles", root))?;
         ctx.register_table("watched_roles", Arc::new(watched))
-            .map_err(|e| QueryError::Open {
-                table: "watched_roles".into(),
-                path: root.display(),
-                message: e.to_string(),
-            })?;
-        let access_chain = crate::access::access_chain_sql(access);
+            .map_err(open_error("watched_roles", root))?;
         let views = crate::views::VIEWS
             .iter()
             .map(|(name, sql)| (*name, *sql))
-            .chain([("access_chain", access_chain.as_str())]);
+            .chain([("role_trust", crate::trust::ROLE_TRUST)]);
         for (name, sql) in views {
             let view_err = |e: DataFusionError| QueryError::Open {
                 table: name.to_owned(),
@@ -350,6 +353,11 @@ impl QueryEngine {
                 .await
                 .map_err(view_err)?;
         }
+        let chain = crate::access::AccessChainTable::new(&ctx, access)
+            .await
+            .map_err(open_error("access_chain", root))?;
+        ctx.register_table("access_chain", Arc::new(chain))
+            .map_err(open_error("access_chain", root))?;
         let executor = Executor::start().map_err(|e| QueryError::Open {
             table: String::new(),
             path: root.display(),

@@ -26,6 +26,7 @@ pub mod live;
 mod local_reads;
 pub mod pg;
 mod run;
+pub mod trust;
 pub mod views;
 pub mod web;
 

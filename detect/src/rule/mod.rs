@@ -4,6 +4,7 @@
 pub mod assume_role;
 pub mod auth_failures;
 pub mod mongodb_change;
+pub mod trust_change;
 pub mod unattributed;
 pub mod unexpected_network;
 

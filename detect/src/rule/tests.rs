@@ -659,3 +659,64 @@ fn logins_of_unwatched_roles_and_of_other_mechanisms_are_not_judged() {
     // Without a watched role the rule is off.
     assert!(!engine("").rule_ids().contains(&"unattributed_db_session"));
 }
+
+/// An `UpdateAssumeRolePolicy` of `db-access` at `time` µs allowing `principals` (AWS).
+fn trust_update(
+    event_id: &'static str,
+    time: &'static str,
+    principals: &[&str],
+) -> Vec<(&'static str, &'static str)> {
+    let policy = serde_json::json!({"Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": principals}, "Action": "sts:AssumeRole"}]})
+    .to_string();
+    let request =
+        serde_json::json!({"roleName": "db-access", "policyDocument": policy}).to_string();
+    vec![
+        ("event_source", "iam.amazonaws.com"),
+        ("event_name", "UpdateAssumeRolePolicy"),
+        ("recipient_account_id", "111122223333"),
+        ("session_issuer_arn", "arn:aws:iam::111122223333:role/ops"),
+        ("request_parameters", Box::leak(request.into_boxed_str())),
+        ("event_time", time),
+        ("event_id", event_id),
+        ("source_uri", "s3://trail/4"),
+    ]
+}
+
+#[test]
+fn a_watched_roles_trust_change_names_the_principals_added_and_removed_and_a_no_op_is_silent() {
+    let mut e = engine(WATCH);
+    let only = |alerts: Vec<crate::alert::Alert>| -> Vec<String> {
+        alerts
+            .into_iter()
+            .filter(|a| a.rule_id == "watched_role_trust_changed")
+            .map(|a| a.summary)
+            .collect()
+    };
+    let app = "arn:aws:iam::111122223333:role/app";
+    let alice = "arn:aws:iam::111122223333:user/alice";
+    let batch1 = trail(&[
+        trust_update("t1", "1000", &[app]),
+        trust_update("t2", "2000", &[app, alice]),
+        trust_update("t3", "3000", &[alice, app]),
+    ]);
+    let summaries = only(e.observe(schema::CLOUDTRAIL, &batch1, 0));
+    assert_eq!(summaries.len(), 2, "{summaries:#?}");
+    assert!(summaries[0].contains("no earlier version") && summaries[0].contains(app));
+    assert!(
+        summaries[1].contains(&format!("added user {alice}; removed none")),
+        "{}",
+        summaries[1]
+    );
+    // A record that arrives late is compared with the version before it in event time.
+    let late = trail(&[trust_update("t0", "500", &[])]);
+    let summaries = only(e.observe(schema::CLOUDTRAIL, &late, 0));
+    assert_eq!(summaries.len(), 1);
+    // Another role is not watched.
+    let mut other = trust_update("t9", "4000", &[alice]);
+    other[4] = (
+        "request_parameters",
+        r#"{"roleName":"other","policyDocument":"{\"Statement\":[]}"}"#,
+    );
+    assert!(only(e.observe(schema::CLOUDTRAIL, &trail(&[other]), 0)).is_empty());
+}

@@ -7,6 +7,7 @@
 
 pub mod credentials;
 mod paths;
+pub mod trust;
 
 pub use paths::{LakeFile, LakeRoot};
 

@@ -67,6 +67,7 @@ fn the_builtin_configuration_is_valid_and_watches_the_sample_role() {
         [
             "unexpected_role_assumer",
             "unattributed_db_session",
+            "watched_role_trust_changed",
             "assume_role_denied",
             "mongodb_drop",
             "mongodb_user_change",
