@@ -180,53 +180,12 @@ fn stages() -> [(&'static str, String); 4] {
             WHERE ns IS NOT NULL AND atype NOT IN ('authenticate', 'logout', 'clientMetadata')
         )) AS namespaces
     FROM mongodb_audit
-    WHERE conn_uuid IN (SELECT conn_uuid FROM auths) AND {SESSIONS_OF_AUTHS}
+    WHERE conn_uuid IN (SELECT conn_uuid FROM auths)
     GROUP BY conn_uuid, hostname
 "#
             .to_owned(),
         ),
     ]
-}
-
-/// Where the `sessions` stage names the connections of the logins.
-const SESSIONS_OF_AUTHS: &str = "{SESSIONS_OF_AUTHS}";
-
-/// Above this many logins the connections are not listed in the scan's filter (the join alone
-/// selects them).
-const LISTED_CONNECTIONS: usize = 100_000;
-
-/// The `conn_uuid`s of the `auths` batches.
-fn connections(batches: &[RecordBatch]) -> Vec<String> {
-    let mut out = Vec::new();
-    for batch in batches {
-        let Some(column) = batch.column_by_name("conn_uuid") else {
-            continue;
-        };
-        let Ok(text) = arrow::compute::cast(column, &DataType::Utf8) else {
-            continue;
-        };
-        if let Some(strings) = text.as_any().downcast_ref::<StringArray>() {
-            out.extend(strings.iter().flatten().map(str::to_owned));
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// The filter of the `sessions` stage for `connections`.
-fn sessions_of(connections: &[String]) -> String {
-    match connections.len() {
-        0 => "FALSE".to_owned(),
-        n if n > LISTED_CONNECTIONS => "TRUE".to_owned(),
-        _ => {
-            let quoted: Vec<String> = connections
-                .iter()
-                .map(|c| format!("'{}'", c.replace('\'', "''")))
-                .collect();
-            format!("conn_uuid IN ({})", quoted.join(", "))
-        }
-    }
 }
 
 /// The links over the held scans (see the module documentation).
@@ -430,11 +389,7 @@ impl AccessChainTable {
         .await?
         .collect()
         .await?;
-        let mut logins = Vec::new();
         for (name, sql) in stages() {
-            // The connections of the logins, as a list the scan filters on: only their rows
-            // are decoded, where a join would read every audit row.
-            let sql = sql.replace(SESSIONS_OF_AUTHS, &sessions_of(&logins));
             let frame = ctx.sql(&sql).await?;
             let schema = Arc::new(frame.schema().as_arrow().clone());
             let batches = if run {
@@ -442,9 +397,6 @@ impl AccessChainTable {
             } else {
                 Vec::new()
             };
-            if name == "auths" {
-                logins = connections(&batches);
-            }
             ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
         }
         let rows = if run {
