@@ -161,6 +161,19 @@ fn start(dir: &Path) -> Serve {
 }
 
 impl Serve {
+    /// [`Serve::post`] again while the answer is busy (429: the slots of queries stopped just
+    /// before are freed once their tasks have ended, which may come after their answers).
+    fn post_when_free(&self, path: &str, body: &str) -> (u16, Value) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, answer) = self.post(path, body.to_owned());
+            if status != 429 || Instant::now() > deadline {
+                return (status, answer);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn post(&self, path: &str, body: impl Into<reqwest::blocking::Body>) -> (u16, Value) {
         let response = self
             .client
@@ -609,7 +622,7 @@ with connect() as conn:
         ("csv", &long_values),
         ("arrow", &long_values),
     ] {
-        let (status, body) = serve.post(&format!("/v1/sql?format={format}"), sql.clone());
+        let (status, body) = serve.post_when_free(&format!("/v1/sql?format={format}"), sql);
         assert_eq!(
             (status, body["kind"].as_str()),
             (422, Some("result_too_large")),
