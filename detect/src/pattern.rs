@@ -32,6 +32,23 @@ impl Patterns {
     pub fn sources(&self) -> &[String] {
         &self.sources
     }
+
+    /// The [`role_key`] of each pattern without wildcards (a role named whole, path or not).
+    pub fn literal_role_keys(&self) -> std::collections::BTreeSet<String> {
+        self.sources
+            .iter()
+            .filter(|p| !p.contains(['*', '?']))
+            .filter_map(|p| role_key(p))
+            .collect()
+    }
+}
+
+/// The role an ARN names, as `account:name` (paths dropped: a `MONGODB-AWS` user and an
+/// `UpdateAssumeRolePolicy` record carry none).
+pub fn role_key(arn: &str) -> Option<String> {
+    let account = arn.split(':').nth(4).filter(|a| !a.is_empty())?;
+    let (_, name) = arn.rsplit_once('/')?;
+    Some(format!("{account}:{name}"))
 }
 
 /// A set of networks.

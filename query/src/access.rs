@@ -378,11 +378,7 @@ impl AccessChainTable {
             "watched_roles",
             Arc::new(watched_roles_table(&self.settings)?),
         )?;
-        let assume_role_events = crate::views::VIEWS
-            .iter()
-            .find(|(name, _)| *name == "assume_role_events")
-            .map(|(_, sql)| *sql)
-            .unwrap_or_default();
+        let assume_role_events = crate::views::ASSUME_ROLE_EVENTS;
         ctx.sql(&format!(
             "CREATE VIEW assume_role_events AS {assume_role_events}"
         ))

@@ -23,7 +23,7 @@ pub const VIEWS: [(&str, &str); 3] = [
     ("identity_activity", IDENTITY_ACTIVITY),
 ];
 
-const ASSUME_ROLE_EVENTS: &str = r#"
+pub(crate) const ASSUME_ROLE_EVENTS: &str = r#"
 WITH assumptions AS (
     SELECT * FROM cloudtrail
     WHERE event_source = 'sts.amazonaws.com'

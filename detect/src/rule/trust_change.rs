@@ -15,9 +15,8 @@ use auditlake_schema as schema;
 use auditlake_schema::trust::{Grant, TrustChange};
 
 use super::Rule;
-use super::unattributed::role_key;
 use crate::alert::{Finding, Severity};
-use crate::pattern::Patterns;
+use crate::pattern::{Patterns, role_key};
 use crate::rows::Rows;
 
 /// A grant as compared between versions: effect, principal and conditions.
@@ -52,12 +51,7 @@ pub struct WatchedRoleTrustChanged {
 
 impl WatchedRoleTrustChanged {
     pub fn new(id: String, roles: Patterns, severity: Severity) -> Self {
-        let literal = roles
-            .sources()
-            .iter()
-            .filter(|p| !p.contains(['*', '?']))
-            .filter_map(|p| role_key(p))
-            .collect();
+        let literal = roles.literal_role_keys();
         WatchedRoleTrustChanged {
             id,
             roles,

@@ -26,19 +26,12 @@ use auditlake_schema::credentials::key_expires_at;
 
 use super::{ASSUME_ROLE_EVENTS, Rule};
 use crate::alert::{Evidence, Finding, Severity};
-use crate::pattern::Patterns;
+use crate::pattern::{Patterns, role_key};
 use crate::rows::Rows;
 
 /// How long (event time) keys and calls are kept after they could last explain a login: a
 /// day beyond the grace period, for audit objects that arrive late.
 const RETENTION_MICROS: i64 = 86_400_000_000;
-
-/// The role an ARN names, as `account:name` (paths dropped: a `MONGODB-AWS` user carries none).
-pub fn role_key(arn: &str) -> Option<String> {
-    let account = arn.split(':').nth(4).filter(|a| !a.is_empty())?;
-    let (_, name) = arn.rsplit_once('/')?;
-    Some(format!("{account}:{name}"))
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct Issued {
@@ -150,12 +143,7 @@ impl UnattributedDbSession {
         grace_micros: i64,
         severity: Severity,
     ) -> Self {
-        let watched = roles
-            .sources()
-            .iter()
-            .filter(|p| !p.contains(['*', '?']))
-            .filter_map(|p| role_key(p))
-            .collect();
+        let watched = roles.literal_role_keys();
         UnattributedDbSession {
             id,
             roles,
